@@ -1,0 +1,134 @@
+"""Command-line twin of the notebook: `python -m lft_helpers run|compare ...`."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from .config import ENV_DATA, ENV_MODEL, ENV_PRESET, PRESETS, make_config
+from .errors import LFTError
+
+
+def add_config_flags(parser: argparse.ArgumentParser) -> None:
+    """Flags shared by every subcommand that runs an experiment (unset = preset value)."""
+    parser.add_argument(
+        "--model",
+        help=f"Hub id, local model directory, or `minilm-offline` (env {ENV_MODEL}; "
+        "default distilbert-base-uncased)",
+    )
+    parser.add_argument(
+        "--data",
+        help=f"Hub dataset id or a directory with train/test parquet, csv or jsonl files "
+        f"(env {ENV_DATA}; default stanfordnlp/imdb)",
+    )
+    parser.add_argument(
+        "--preset",
+        choices=list(PRESETS),
+        help=f"sizes: smoke (seconds), cpu (a laptop run), full (all of IMDb, GPU) "
+        f"(env {ENV_PRESET}; default: full with a GPU, else cpu)",
+    )
+    parser.add_argument("--train-size", type=int, help="training reviews (balanced classes)")
+    parser.add_argument("--eval-size", type=int, help="evaluation reviews from the test split")
+    parser.add_argument("--val-size", type=int, help="validation reviews for the loss curve")
+    parser.add_argument("--max-length", type=int, help="truncate reviews to this many tokens")
+    parser.add_argument("--epochs", type=float, help="training epochs")
+    parser.add_argument("--lr", type=float, dest="learning_rate", help="LoRA/head learning rate")
+    parser.add_argument("--full-lr", type=float, dest="full_learning_rate", help="full FT lr")
+    parser.add_argument("--batch-size", type=int, dest="train_batch_size", help="train batch")
+    parser.add_argument("--eval-batch-size", type=int, help="evaluation batch size")
+    parser.add_argument("--lora-r", type=int, help="LoRA rank r")
+    parser.add_argument("--lora-alpha", type=int, help="LoRA scaling alpha")
+    parser.add_argument("--lora-dropout", type=float, help="dropout on the LoRA path")
+    parser.add_argument("--target-modules", help="comma-separated LoRA targets (default: q,v)")
+    parser.add_argument("--text-column", help="name of the text column (default text)")
+    parser.add_argument("--label-column", help="name of the label column (default label)")
+    parser.add_argument(
+        "--precision", choices=["auto", "fp32", "bf16", "fp16"], help="mixed precision"
+    )
+    parser.add_argument("--seed", type=int, help="seed for subsets, head init and training")
+    parser.add_argument("--output-dir", help="where results.json and the adapter go")
+    parser.add_argument("--save-steps", type=int, help="checkpoint every N steps (0: never)")
+    parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace results already in --output-dir"
+    )
+
+
+CONFIG_FLAGS = [
+    "model",
+    "data",
+    "train_size",
+    "eval_size",
+    "val_size",
+    "max_length",
+    "epochs",
+    "learning_rate",
+    "full_learning_rate",
+    "train_batch_size",
+    "eval_batch_size",
+    "lora_r",
+    "lora_alpha",
+    "lora_dropout",
+    "target_modules",
+    "text_column",
+    "label_column",
+    "precision",
+    "seed",
+    "output_dir",
+    "save_steps",
+]
+
+
+def config_from_args(args: argparse.Namespace):
+    return make_config(args.preset, **{k: getattr(args, k) for k in CONFIG_FLAGS})
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m lft_helpers",
+        description="LoRA fine-tuning of a BERT-family encoder for IMDb sentiment, measured.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="baseline evaluation, then LoRA training and evaluation")
+    add_config_flags(run)
+    compare = sub.add_parser(
+        "compare", help="baseline, head-only, LoRA and full fine-tuning on the same data"
+    )
+    add_config_flags(compare)
+    return parser
+
+
+def cmd_run(args, variants) -> int:
+    from .pipeline import run_experiment
+    from .reporting import comparison_table, format_table
+
+    config = config_from_args(args)
+    results = run_experiment(
+        config, variants, log=_log, resume=args.resume, overwrite=args.overwrite
+    )
+    print(format_table(comparison_table(results)))
+    print(f"Results written to {Path(config.output_dir) / 'results.json'}")
+    return 0
+
+
+def _log(message: str) -> None:
+    print(message, flush=True)
+
+
+def main(argv=None) -> int:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "run":
+            return cmd_run(args, ("baseline", "lora"))
+        if args.command == "compare":
+            return cmd_run(args, ("baseline", "head", "lora", "full"))
+    except LFTError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return 1

@@ -1,0 +1,99 @@
+"""Scoring a model on the eval subset: accuracy, F1, loss and speed (scikit-learn metrics)."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from .runtime import autocast, device_name, resolve_precision
+
+
+def compute_metrics(labels, logits) -> dict:
+    """Accuracy, F1 (positive class) and mean cross-entropy from logits."""
+    from sklearn.metrics import accuracy_score, f1_score
+
+    labels = np.asarray(labels)
+    logits = np.asarray(logits, dtype=np.float64)
+    preds = logits.argmax(axis=-1)
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    log_probs = shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+    return {
+        "accuracy": float(accuracy_score(labels, preds)),
+        "f1": float(f1_score(labels, preds, zero_division=0)),
+        "eval_loss": float(-log_probs[np.arange(len(labels)), labels].mean()),
+    }
+
+
+def batch_order(lengths, batch_size: int, sort_by_length: bool) -> list[np.ndarray]:
+    """Row indices per batch; sorted by length so each batch pads to a similar size."""
+    order = np.argsort(lengths, kind="stable") if sort_by_length else np.arange(len(lengths))
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+def predict_logits(
+    model,
+    dataset,
+    tokenizer,
+    batch_size: int = 64,
+    precision: str = "auto",
+    sort_by_length: bool = True,
+    pad_to: int | None = None,
+) -> np.ndarray:
+    """Logits for a tokenized dataset, returned in the dataset's own order.
+
+    The fast path (the default) sorts by length, pads each batch to its longest review and runs
+    under autocast; `pad_to` and `sort_by_length=False` give the naive configuration.
+    """
+    import torch
+
+    precision = resolve_precision(precision)
+    device = device_name()
+    model.eval().to(device)
+    input_ids = dataset["input_ids"]
+    lengths = np.array([len(ids) for ids in input_ids])
+    logits = np.zeros((len(lengths), model.config.num_labels), dtype=np.float32)
+    padding = "max_length" if pad_to else "longest"
+    with torch.inference_mode(), autocast(precision):
+        for rows in batch_order(lengths, batch_size, sort_by_length):
+            batch = tokenizer.pad(
+                {"input_ids": [input_ids[i] for i in rows]},
+                padding=padding,
+                max_length=pad_to,
+                return_tensors="pt",
+            )
+            out = model(**{k: v.to(device) for k, v in batch.items()})
+            logits[rows] = out.logits.float().cpu().numpy()
+    return logits
+
+
+def evaluate_model(model, dataset, tokenizer, batch_size=64, precision="auto", **kwargs) -> dict:
+    """Metrics plus evaluation time and samples/s; `logits` kept for later analysis."""
+    start = time.perf_counter()
+    logits = predict_logits(model, dataset, tokenizer, batch_size, precision, **kwargs)
+    runtime = time.perf_counter() - start
+    metrics = compute_metrics(dataset["labels"], logits)
+    metrics.update(
+        eval_runtime_s=round(runtime, 3),
+        eval_samples_per_second=round(len(logits) / runtime, 3),
+        eval_samples=len(logits),
+    )
+    return {"metrics": metrics, "logits": logits}
+
+
+def accuracy_interval(accuracy: float, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95% Wilson score interval for an accuracy measured on `n` reviews."""
+    if n == 0:
+        return (0.0, 1.0)
+    denom = 1 + z**2 / n
+    centre = (accuracy + z**2 / (2 * n)) / denom
+    half = z * np.sqrt(accuracy * (1 - accuracy) / n + z**2 / (4 * n**2)) / denom
+    return (float(centre - half), float(centre + half))
+
+
+def confusion(labels, logits) -> list[list[int]]:
+    from sklearn.metrics import confusion_matrix
+
+    return confusion_matrix(
+        np.asarray(labels), np.asarray(logits).argmax(-1), labels=[0, 1]
+    ).tolist()

@@ -1,0 +1,132 @@
+"""The whole experiment, step by step: what the notebook and the command line both call."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .config import Config
+from .data import load_imdb, select_subsets, tokenize_dataset
+from .errors import LFTError
+from .evaluation import accuracy_interval, confusion, evaluate_model
+from .hub import display_name
+from .modeling import count_parameters, load_tokenizer, model_label
+from .reporting import build_results, write_json_atomic
+from .training import train_model
+from .variants import SAVE_DIRS, prepare_variant, save_variant
+
+
+@dataclass
+class Prepared:
+    """Tokenizer, chosen subsets and their tokenized forms."""
+
+    tokenizer: object
+    subsets: object
+    train: object
+    val: object
+    eval: object
+
+
+def prepare_data(config: Config) -> Prepared:
+    """Load, subset (stratified, seeded, disjoint) and tokenize."""
+    tokenizer = load_tokenizer(config)
+    subsets = select_subsets(load_imdb(config), config)
+    tok = {
+        split: tokenize_dataset(getattr(subsets, split), tokenizer, config.max_length)
+        for split in ("train", "val", "eval")
+    }
+    return Prepared(tokenizer, subsets, tok["train"], tok["val"], tok["eval"])
+
+
+def score_model(model, prepared: Prepared, config: Config) -> dict:
+    """Everything the results file keeps about one model on the eval subset."""
+    scored = evaluate_model(
+        model, prepared.eval, prepared.tokenizer, config.eval_batch_size, config.precision
+    )
+    metrics, logits = scored["metrics"], scored["logits"]
+    labels = np.asarray(prepared.eval["labels"])
+    shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return {
+        **{k: round(v, 6) if isinstance(v, float) else v for k, v in metrics.items()},
+        "accuracy_ci": [round(x, 4) for x in accuracy_interval(metrics["accuracy"], len(labels))],
+        **count_parameters(model),
+        "confusion_matrix": confusion(labels, logits),
+        "positive_prob": [round(float(p), 5) for p in shifted[:, 1] / shifted.sum(axis=1)],
+    }
+
+
+def run_labels(config: Config) -> dict:
+    """Which model and data produced the numbers, without machine paths."""
+    return {"model_label": model_label(config.model), "data_label": display_name(config.data)}
+
+
+def check_output_dir(output_dir: str | Path, overwrite: bool, resume: bool = False) -> Path:
+    """Refuse to clobber another run's results; fail early if the folder is not writable."""
+    path = Path(output_dir)
+    if (path / "results.json").exists() and not (overwrite or resume):
+        raise LFTError(
+            f"Output directory `{output_dir}` already holds results.json from another run. Pass "
+            "--overwrite to replace it, or choose another --output-dir."
+        )
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise LFTError(
+            f"Output directory `{output_dir}` cannot be created: {err.strerror}."
+        ) from None
+    if not os.access(path, os.W_OK):
+        raise LFTError(f"Output directory `{output_dir}` is not writable; choose another.")
+    return path
+
+
+def fit_variant(name: str, prepared: Prepared, config: Config, log=print, resume=False):
+    """Build, train, score and save one variant; return the model and its record."""
+    model, lr = prepare_variant(name, config)
+    record = {}
+    if lr is not None:
+        out = Path(config.output_dir)
+        fit = train_model(
+            model,
+            prepared.train,
+            prepared.val,
+            prepared.tokenizer,
+            config,
+            out / "checkpoints" / name,
+            learning_rate=lr,
+            log=log,
+            resume=resume,
+        )
+        fit.pop("is_main_process")
+        record.update(learning_rate=lr, **fit)
+    record = {**score_model(model, prepared, config), **record}
+    if lr is None:  # the baseline trains nothing
+        record.update(trainable_params=0, trainable_pct=0.0)
+    if name in SAVE_DIRS:
+        directory = Path(config.output_dir) / SAVE_DIRS[name]
+        record["saved_size_mb"] = save_variant(model, name, directory, prepared.tokenizer)
+    return model, record
+
+
+def run_experiment(
+    config: Config, variants=("baseline", "lora"), log=print, resume=False, overwrite=False
+) -> dict:
+    """Run each variant on the same data and write `<output_dir>/results.json` after each."""
+    out = check_output_dir(config.output_dir, overwrite, resume)
+    log(f"Loading data from {display_name(config.data)} and model {model_label(config.model)}")
+    prepared = prepare_data(config)
+    log(
+        f"  {len(prepared.train)} train, {len(prepared.val)} validation, "
+        f"{len(prepared.eval)} eval reviews; max length {config.max_length}"
+    )
+    runs: dict = {}
+    results = None
+    for name in variants:
+        log(f"Variant {name}:")
+        _, runs[name] = fit_variant(name, prepared, config, log=log, resume=resume)
+        log(f"  accuracy {runs[name]['accuracy']:.4f}, F1 {runs[name]['f1']:.4f}")
+        results = build_results(config, run_labels(config), runs, prepared.subsets.eval_indices)
+        write_json_atomic(results, out / "results.json")
+    return results

@@ -1,0 +1,122 @@
+"""The command line end to end on a tiny model, and its answers to bad input."""
+
+import os
+import subprocess
+import sys
+import time
+
+from lft_helpers.reporting import load_results
+
+RUN_KEYS = {
+    "accuracy",
+    "f1",
+    "eval_loss",
+    "eval_samples_per_second",
+    "trainable_params",
+    "total_params",
+    "trainable_pct",
+}
+TRAIN_KEYS = {"train_runtime_s", "train_samples_per_second", "peak_memory_mb", "history"}
+
+
+def run_cli(*args, env=None, timeout=300):
+    full_env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "lft_helpers", *args],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        timeout=timeout,
+    )
+
+
+def test_help_explains_every_flag():
+    out = run_cli("run", "--help")
+    assert out.returncode == 0
+    for flag in (
+        "--model",
+        "--data",
+        "--preset",
+        "--train-size",
+        "--eval-size",
+        "--max-length",
+        "--epochs",
+        "--lr",
+        "--lora-r",
+        "--seed",
+        "--output-dir",
+    ):
+        assert flag in out.stdout
+
+
+def test_run_end_to_end_on_tiny_model(tiny_model_dir, synthetic_data_dir, tmp_path):
+    out_dir = tmp_path / "out"
+    out = run_cli(
+        "run",
+        "--model",
+        str(tiny_model_dir),
+        "--data",
+        str(synthetic_data_dir),
+        "--preset",
+        "smoke",
+        "--epochs",
+        "2",
+        "--precision",
+        "fp32",
+        "--output-dir",
+        str(out_dir),
+    )
+    assert out.returncode == 0, out.stderr
+    assert "LoRA" in out.stdout and "results.json" in out.stdout
+    results = load_results(out_dir)
+    assert set(results) >= {"config", "environment", "runs", "eval_indices"}
+    assert set(results["runs"]) == {"baseline", "lora"}
+    assert set(results["runs"]["baseline"]) >= RUN_KEYS
+    assert set(results["runs"]["lora"]) >= RUN_KEYS | TRAIN_KEYS
+    assert len(results["eval_indices"]) == results["config"]["eval_size"]
+    assert (out_dir / "adapter" / "adapter_model.safetensors").is_file()
+    assert results["runs"]["lora"]["history"]["train_loss"]
+
+
+def test_bad_input_exits_2_with_one_line_and_no_traceback(tmp_path):
+    out = run_cli("run", "--data", str(tmp_path / "missing"), "--model", str(tmp_path))
+    assert out.returncode == 2
+    assert "Traceback" not in out.stderr
+    assert out.stderr.startswith("error: ") and len(out.stderr.strip().splitlines()) == 1
+
+
+def test_hub_model_without_hub_fails_fast_with_offline_advice(synthetic_data_dir, tmp_path):
+    start = time.monotonic()
+    out = run_cli(
+        "run",
+        "--model",
+        "distilbert-base-uncased",
+        "--data",
+        str(synthetic_data_dir),
+        "--preset",
+        "smoke",
+        "--output-dir",
+        str(tmp_path / "o"),
+        env={"HF_ENDPOINT": "https://hub.invalid"},
+    )
+    assert time.monotonic() - start < 30
+    assert out.returncode == 2
+    assert "distilbert-base-uncased" in out.stderr and "LFT_MODEL" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_hub_dataset_when_offline_names_the_dataset(tiny_model_dir, tmp_path):
+    out = run_cli(
+        "run",
+        "--model",
+        str(tiny_model_dir),
+        "--data",
+        "stanfordnlp/imdb",
+        "--preset",
+        "smoke",
+        "--output-dir",
+        str(tmp_path / "o"),
+        env={"HF_HUB_OFFLINE": "1"},
+    )
+    assert out.returncode == 2
+    assert "stanfordnlp/imdb" in out.stderr and "LFT_DATA" in out.stderr

@@ -1,0 +1,67 @@
+import pytest
+
+from lft_helpers.config import PRESETS, Config, make_config
+from lft_helpers.errors import LFTError
+
+
+def test_defaults_are_the_hub_ids(monkeypatch):
+    monkeypatch.delenv("LFT_MODEL", raising=False)
+    monkeypatch.delenv("LFT_DATA", raising=False)
+    config = make_config("cpu")
+    assert config.model == "distilbert-base-uncased"
+    assert config.data == "stanfordnlp/imdb"
+
+
+def test_preset_sizes_apply_and_overrides_win(monkeypatch):
+    monkeypatch.delenv("LFT_PRESET", raising=False)
+    config = make_config("smoke", eval_size=10)
+    assert config.train_size == PRESETS["smoke"]["train_size"]
+    assert config.eval_size == 10
+
+
+def test_environment_points_at_local_sources(monkeypatch):
+    monkeypatch.setenv("LFT_MODEL", "some/model-dir")
+    monkeypatch.setenv("LFT_DATA", "some/data-dir")
+    monkeypatch.setenv("LFT_PRESET", "smoke")
+    config = make_config()
+    assert (config.model, config.data, config.preset) == (
+        "some/model-dir",
+        "some/data-dir",
+        "smoke",
+    )
+    assert make_config(model="explicit").model == "explicit"
+
+
+def test_without_preset_hardware_decides(monkeypatch):
+    import torch
+
+    monkeypatch.delenv("LFT_PRESET", raising=False)
+    assert make_config().preset == ("full" if torch.cuda.is_available() else "cpu")
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("train_size", 0),
+        ("eval_size", -5),
+        ("lora_r", 0),
+        ("learning_rate", 0.0),
+        ("lora_dropout", 1.5),
+        ("precision", "fp8"),
+        ("preset", "huge"),
+        ("max_length", 2.5),
+    ],
+)
+def test_invalid_values_name_the_field(field, value):
+    with pytest.raises(LFTError, match=f"`{field}`"):
+        Config(**{field: value})
+
+
+def test_unknown_field_is_refused():
+    with pytest.raises(LFTError, match="lora_rank"):
+        make_config("smoke", lora_rank=4)
+
+
+def test_target_modules_accept_comma_string():
+    assert Config(target_modules="query, value").target_modules == ("query", "value")
+    assert Config(target_modules="query,value").to_dict()["target_modules"] == ["query", "value"]

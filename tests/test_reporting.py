@@ -1,0 +1,53 @@
+import json
+
+import pytest
+
+from lft_helpers.reporting import (
+    build_results,
+    collect_environment,
+    comparison_table,
+    load_results,
+    to_markdown,
+    write_json_atomic,
+)
+
+
+def _results(config):
+    runs = {
+        "baseline": {"accuracy": 0.5, "f1": 0.4, "eval_loss": 0.7, "trainable_params": 0},
+        "lora": {
+            "accuracy": 0.9,
+            "f1": 0.91,
+            "eval_loss": 0.3,
+            "trainable_params": 1000,
+            "trainable_pct": 0.5,
+            "train_runtime_s": 12.0,
+        },
+    }
+    return build_results(config, {"model_label": "m", "data_label": "d"}, runs, [3, 1, 2])
+
+
+def test_environment_names_versions_and_hardware():
+    env = collect_environment()
+    assert env["packages"]["torch"] and env["packages"]["transformers"]
+    assert env["device"] in ("cpu", "cuda") and env["torch_threads"] >= 1
+
+
+def test_results_round_trip_and_table(tiny_config, tmp_path):
+    results = _results(tiny_config)
+    path = write_json_atomic(results, tmp_path / "r" / "results.json")
+    loaded = load_results(path.parent)
+    assert loaded["eval_indices"] == [3, 1, 2]
+    assert loaded["config"]["model"] == tiny_config.model
+    table = comparison_table(loaded)
+    assert list(table.index) == ["Untrained head (baseline)", "LoRA"]
+    assert table.loc["LoRA", "accuracy"] == 0.9
+    assert "| LoRA | 0.9000" in to_markdown(table)
+
+
+def test_atomic_write_keeps_previous_file_on_failure(tiny_config, tmp_path):
+    path = write_json_atomic({"ok": 1}, tmp_path / "results.json")
+    with pytest.raises(TypeError):
+        write_json_atomic({"bad": object()}, path)
+    assert json.loads(path.read_text()) == {"ok": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["results.json"]
