@@ -49,7 +49,12 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--seed", type=int, help="seed for subsets, head init and training")
     parser.add_argument("--output-dir", help="where results.json and the adapter go")
-    parser.add_argument("--save-steps", type=int, help="checkpoint every N steps (0: never)")
+    parser.add_argument(
+        "--save-steps", type=int, help="checkpoint every N steps for --resume (0: never)"
+    )
+    parser.add_argument(
+        "--save-total-limit", type=int, help="checkpoints kept per variant, newest (default 2)"
+    )
     parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
     parser.add_argument(
         "--overwrite", action="store_true", help="replace results already in --output-dir"
@@ -78,6 +83,7 @@ CONFIG_FLAGS = [
     "seed",
     "output_dir",
     "save_steps",
+    "save_total_limit",
 ]
 
 
@@ -97,6 +103,22 @@ def build_parser() -> argparse.ArgumentParser:
         "compare", help="baseline, head-only, LoRA and full fine-tuning on the same data"
     )
     add_config_flags(compare)
+    sweep = sub.add_parser(
+        "sweep",
+        help="LoRA rank sweep (r=1..32 on query/value, r=8 on all linear layers) on a reduced "
+        "budget (preset cpu: 1,000 train / 1,000 eval reviews, max length 128, 1 epoch); "
+        "results in <output-dir>/sweep",
+    )
+    add_config_flags(sweep)
+    sweep.add_argument(
+        "--ranks", type=parse_ranks, help="comma-separated LoRA ranks (default 1,2,4,8,16,32)"
+    )
+    from .bench import add_bench_flags
+
+    bench = sub.add_parser(
+        "bench", help="naive vs fast speed, matmul peak, LoRA vs full memory (results/)"
+    )
+    add_bench_flags(bench)
     return parser
 
 
@@ -113,6 +135,39 @@ def cmd_run(args, variants) -> int:
     return 0
 
 
+def parse_ranks(text: str) -> tuple[int, ...]:
+    try:
+        ranks = tuple(int(r) for r in text.split(",") if r.strip())
+    except ValueError:
+        ranks = ()
+    if not ranks or min(ranks) < 1:
+        raise argparse.ArgumentTypeError(f"`{text}`: give positive whole numbers such as 1,4,16")
+    return ranks
+
+
+def cmd_sweep(args) -> int:
+    from .pipeline import check_output_dir
+    from .plotting import plot_sweep
+    from .reporting import format_table
+    from .sweep import BUDGET_FIELDS, SWEEP_RANKS, run_sweep, sweep_config, sweep_table
+
+    # Flags given explicitly win over the sweep's reduced budget.
+    explicit = {name: getattr(args, name) for name in BUDGET_FIELDS}
+    config = sweep_config(config_from_args(args), **explicit)
+    out = check_output_dir(config.output_dir, args.overwrite, args.resume)
+    results = run_sweep(
+        config,
+        ranks=args.ranks or SWEEP_RANKS,
+        log=_log,
+        results_path=out / "results.json",
+        resume=args.resume,
+    )
+    plot_sweep(results, out / "sweep.png")
+    print(format_table(sweep_table(results)))
+    print(f"Results written to {out / 'results.json'}, figure to {out / 'sweep.png'}")
+    return 0
+
+
 def _log(message: str) -> None:
     print(message, flush=True)
 
@@ -125,8 +180,14 @@ def main(argv=None) -> int:
             return cmd_run(args, ("baseline", "lora"))
         if args.command == "compare":
             return cmd_run(args, ("baseline", "head", "lora", "full"))
+        if args.command == "sweep":
+            return cmd_sweep(args)
+        if args.command == "bench":
+            from .bench import cmd_bench
+
+            return cmd_bench(args)
     except LFTError as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {' '.join(str(err).splitlines())}", file=sys.stderr)  # always one line
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -18,7 +18,8 @@ ENV_MODEL, ENV_DATA, ENV_PRESET = "LFT_MODEL", "LFT_DATA", "LFT_PRESET"
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 # Sizes per preset. `cpu` fits a 2-core laptop in well under half an hour; `full` is all of IMDb
-# for a GPU. Learning rate 2e-3 for LoRA: 5e-4 left the loss flat on a CPU-sized budget.
+# for a GPU. Learning rate 2e-3 for LoRA: 5e-4 left the loss flat on a CPU-sized budget, and
+# 2 epochs of 2,000 reviews reached 0.866 with the validation loss still falling, hence 3.
 PRESETS: dict[str, dict] = {
     "smoke": dict(
         train_size=32,
@@ -36,7 +37,7 @@ PRESETS: dict[str, dict] = {
         val_size=400,
         eval_size=2000,
         max_length=256,
-        epochs=2.0,
+        epochs=3.0,
         train_batch_size=16,
         eval_batch_size=64,
         logging_steps=10,
@@ -68,7 +69,7 @@ class Config:
     val_size: int = 400
     eval_size: int = 2000
     max_length: int = 256
-    epochs: float = 2.0
+    epochs: float = 3.0
     learning_rate: float = 2e-3
     full_learning_rate: float = 5e-5
     train_batch_size: int = 16

@@ -36,22 +36,29 @@ def find_split_files(directory: str | Path) -> dict[str, Path]:
     return found
 
 
-def load_imdb(config: Config):
-    """Load the train and test splits as a `datasets.DatasetDict` with `text` and `label`."""
+def load_imdb(config: Config, log=None):
+    """Load the train and test splits as a `datasets.DatasetDict` with `text` and `label`.
+
+    Every data check runs here (see `validation`); `log` receives notes such as dropped rows.
+    """
     import datasets
+
+    from .validation import read_split_file, validate_splits
 
     datasets.disable_progress_bars()
     if is_local(config.data):
         files = find_split_files(config.data)
-        fmt = FORMATS[files["train"].suffix]
-        data = datasets.load_dataset(fmt, data_files={k: str(v) for k, v in files.items()})
+        data = {s: read_split_file(p, FORMATS[p.suffix]) for s, p in files.items()}
+        sources = {s: str(p) for s, p in files.items()}
     else:
         require_hub("dataset", config.data)
-        data = datasets.load_dataset(config.data)
-        data = datasets.DatasetDict({s: data[s] for s in SPLITS})
-    return data.select_columns([config.text_column, config.label_column]).rename_columns(
-        {config.text_column: "text", config.label_column: "label"}
-    )
+        loaded = datasets.load_dataset(config.data)
+        data = {s: loaded[s] for s in SPLITS}
+        sources = {s: f"{config.data} ({s} split)" for s in SPLITS}
+    data, notes = validate_splits(data, config, sources)
+    for note in notes if log else ():
+        log(note)
+    return data
 
 
 def stratified_indices(labels, size: int, seed: int, exclude=()) -> np.ndarray:

@@ -76,6 +76,33 @@ def load_tokenizer(config: Config):
         raise LFTError(f"Could not load a tokenizer from `{config.model}`: {err}") from None
 
 
+def model_length_limit(config: Config, tokenizer) -> tuple[int | None, str]:
+    """The longest input the model accepts, and what sets it (tokenizer or position table)."""
+    from transformers import AutoConfig
+
+    limits = []
+    if 0 < getattr(tokenizer, "model_max_length", 0) < 1_000_000:  # unset is a huge sentinel
+        limits.append((int(tokenizer.model_max_length), "its tokenizer's model_max_length"))
+    try:
+        model_config = AutoConfig.from_pretrained(resolve_model_source(config.model))
+    except (OSError, ValueError, KeyError):
+        model_config = None  # an unusable config is reported by the model checks
+    positions = getattr(model_config, "max_position_embeddings", None)
+    if isinstance(positions, int) and positions > 0:
+        limits.append((positions, "its max_position_embeddings"))
+    return min(limits) if limits else (None, "")
+
+
+def check_max_length(config: Config, tokenizer) -> None:
+    """Longer inputs would index past the position embeddings deep inside the forward pass."""
+    limit, source = model_length_limit(config, tokenizer)
+    if limit is not None and config.max_length > limit:
+        raise LFTError(
+            f"--max-length {config.max_length} is above what model `{config.model}` accepts "
+            f"({limit} tokens, {source}). Pass --max-length {limit} or less."
+        )
+
+
 def load_model(config: Config, seed: int | None = None):
     """A sequence classifier with NEGATIVE/POSITIVE labels; the head is seeded and new."""
     import transformers
@@ -180,6 +207,32 @@ def count_parameters(model) -> dict:
         "total_params": int(total),
         "trainable_pct": round(100.0 * trainable / total, 4),
     }
+
+
+def all_linear_targets(model) -> list[str]:
+    """Short names of every `nn.Linear` in the encoder of a plain (unwrapped) model.
+
+    The head modules are left out: they are trained in full, and PEFT never puts an adapter
+    inside a `modules_to_save` module, so BERT's `dense` adapts the encoder's layers but not the
+    pooler's. A pooler outside the head would be hit by such a name, so that is refused.
+    """
+    heads = set(head_modules(model))
+    encoder, pooler = [], set()
+    for name, module in model.named_modules():
+        parts = name.split(".")
+        if not _is_linear(module) or heads.intersection(parts):
+            continue
+        if "pooler" in parts:
+            pooler.add(parts[-1])
+        elif parts[-1] not in encoder:
+            encoder.append(parts[-1])
+    clash = sorted(pooler.intersection(encoder))
+    if clash:
+        raise LFTError(
+            f"LoRA targets {clash} of `{model_type(model)}` would also adapt its pooler: pass "
+            "--target-modules with names only the encoder uses."
+        )
+    return encoder
 
 
 def adapted_modules(model) -> list[str]:

@@ -88,7 +88,9 @@ def comparison_table(results: dict):
     import pandas as pd
 
     rows = []
-    for name, run in results["runs"].items():
+    order = [*VARIANT_LABELS, *(n for n in results["runs"] if n not in VARIANT_LABELS)]
+    for name in (n for n in order if n in results["runs"]):
+        run = results["runs"][name]
         rows.append(
             {
                 "variant": VARIANT_LABELS.get(name, name),
@@ -153,3 +155,72 @@ def to_markdown(table) -> str:
 
 def print_table(results: dict) -> None:
     print(format_table(comparison_table(results)))
+
+
+def describe_variant(name: str, record: dict) -> str:
+    """One sentence with the numbers that matter for a variant."""
+    label = VARIANT_LABELS.get(name, name)
+    low, high = record.get("accuracy_ci", (record["accuracy"], record["accuracy"]))
+    text = (
+        f"{label}: accuracy {record['accuracy']:.4f} (95% CI {low:.3f}-{high:.3f}), "
+        f"F1 {record['f1']:.4f}, eval loss {record['eval_loss']:.4f}, "
+        f"{record['eval_samples_per_second']:.1f} eval reviews/s"
+    )
+    if record.get("train_runtime_s"):
+        text += (
+            f"; trained {record['trainable_params']:,} parameters "
+            f"({record['trainable_pct']:.3g}% of {record['total_params']:,}) in "
+            f"{record['train_runtime_s'] / 60:.1f} min at "
+            f"{record['train_samples_per_second']:.2f} reviews/s"
+        )
+    return text + "."
+
+
+def describe_setup(results: dict) -> str:
+    """Which model, data, sizes and hardware produced the numbers."""
+    cfg, env = results["config"], results["environment"]
+    hardware = env.get("gpu") or f"{env['cpu']} ({env['torch_threads']} threads)"
+    return (
+        f"Model {results['model_label']} on {results['data_label']}: {cfg['train_size']:,} "
+        f"training and {cfg['eval_size']:,} evaluation reviews, max length {cfg['max_length']}, "
+        f"{cfg['epochs']:g} epochs, seed {cfg['seed']}; {env['device']}: {hardware}; "
+        f"torch {env['packages']['torch']}, transformers {env['packages']['transformers']}, "
+        f"peft {env['packages']['peft']}."
+    )
+
+
+def config_table(config):
+    """The configuration as a one-column table for display."""
+    import pandas as pd
+
+    values = {k: v for k, v in config.to_dict().items() if k != "extra"}
+    return pd.Series({k: str(v) for k, v in values.items()}, name="value").to_frame()
+
+
+def environment_lines(env: dict) -> list[str]:
+    """The environment record as short lines for printing."""
+    packages = ", ".join(f"{k} {v}" for k, v in env["packages"].items() if v)
+    return [
+        f"Python {env['python']} on {env['platform']}",
+        f"device: {env['device']}; CPU: {env['cpu']} ({env['cpu_count']} cores, "
+        f"{env['torch_threads']} torch threads); GPU: {env['gpu'] or 'none'}",
+        f"packages: {packages}",
+    ]
+
+
+def compare_lora_to_full(results: dict) -> str | None:
+    """How far LoRA is from full fine-tuning, in accuracy points and trained parameters."""
+    runs = results["runs"]
+    if not {"lora", "full"} <= set(runs):
+        return None
+    lora, full = runs["lora"], runs["full"]
+    gap = 100 * (full["accuracy"] - lora["accuracy"])
+    where = "below" if gap > 0 else "above"
+    ratio = full["trainable_params"] / max(lora["trainable_params"], 1)
+    return (
+        f"LoRA is {abs(gap):.1f} accuracy points {where} full fine-tuning "
+        f"({lora['accuracy']:.4f} vs {full['accuracy']:.4f}) while training "
+        f"{lora['trainable_pct']:.2f}% of the parameters ({ratio:,.0f}x fewer), saving "
+        f"{lora.get('saved_size_mb', float('nan')):.2f} MB instead of "
+        f"{full.get('saved_size_mb', float('nan')):.1f} MB."
+    )

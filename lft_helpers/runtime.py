@@ -121,3 +121,36 @@ class PeakMemory:
         self._stop.set()
         self._thread.join()
         self.peak_mb = max(self.peak_mb, _rss_mb())
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on (cgroup/affinity aware, unlike os.cpu_count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def configure_threads(threads: int | None = None) -> int:
+    """One intra-op thread per usable CPU unless told otherwise; return the count in effect.
+
+    More threads than CPUs oversubscribes the cores and slows every matmul down.
+    """
+    import torch
+
+    torch.set_num_threads(max(1, threads or usable_cpus()))
+    return torch.get_num_threads()
+
+
+def process_rank() -> int:
+    """This process's rank under torchrun / accelerate launch (0 when not distributed)."""
+    return int(os.environ.get("RANK", "0"))
+
+
+def world_size() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def is_main_process() -> bool:
+    """Only rank 0 writes files, so N processes leave one set of results."""
+    return process_rank() == 0

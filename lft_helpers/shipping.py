@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +20,9 @@ def load_adapter(adapter_dir: str | Path):
 
     transformers.logging.set_verbosity_error()
     transformers.logging.disable_progress_bar()
-    model = AutoPeftModelForSequenceClassification.from_pretrained(str(adapter_dir))
+    with warnings.catch_warnings():  # PEFT still calls a getter transformers 5 renamed
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*")
+        model = AutoPeftModelForSequenceClassification.from_pretrained(str(adapter_dir))
     return model.eval(), AutoTokenizer.from_pretrained(str(adapter_dir))
 
 
@@ -54,3 +57,111 @@ def predict_texts(model, tokenizer, texts, max_length: int = 512) -> list[dict]:
         }
         for t, p in zip(texts, probs, strict=True)
     ]
+
+
+def compare_logits(model_a, model_b, dataset, tokenizer, batch_size: int = 64) -> dict:
+    """Largest logit difference between two models on a tokenized dataset, and argmax agreement.
+
+    Both run in fp32: under autocast the rounding alone would exceed the 1e-4 a merge must meet.
+    """
+    a = predict_logits(model_a, dataset, tokenizer, batch_size, precision="fp32")
+    b = predict_logits(model_b, dataset, tokenizer, batch_size, precision="fp32")
+    return {
+        "max_abs_diff": float(np.abs(a - b).max()),
+        "argmax_agree": bool((a.argmax(-1) == b.argmax(-1)).all()),
+        "reviews": len(a),
+    }
+
+
+def check_reload(peft_model, tokenizer, dataset, adapter_dir: str | Path, batch_size=64) -> dict:
+    """Save the adapter, load it into a fresh base model, and compare predictions."""
+    adapter_dir = Path(adapter_dir)
+    peft_model.save_pretrained(str(adapter_dir))
+    tokenizer.save_pretrained(str(adapter_dir))
+    reloaded, _ = load_adapter(adapter_dir)
+    return compare_logits(peft_model, reloaded, dataset, tokenizer, batch_size)
+
+
+def merge_adapter(peft_model):
+    """A plain transformers model with the adapter folded into its weights and the trained head
+    in place; the PEFT model itself is left unmerged."""
+    import copy
+
+    return copy.deepcopy(peft_model).merge_and_unload().eval()
+
+
+def merged_head_matches(peft_model, merged) -> dict[str, bool]:
+    """For each fully trained head module (`modules_to_save`, e.g. BERT's pooler and classifier),
+    whether the merged model holds the trained copy rather than the original weights."""
+    import torch
+    from peft.utils import ModulesToSaveWrapper
+
+    kept = dict(merged.named_modules())
+    matches = {}
+    for name, module in peft_model.get_base_model().named_modules():
+        if isinstance(module, ModulesToSaveWrapper):
+            trained = module.modules_to_save[module.active_adapters[0]].state_dict()
+            merged_state = kept[name].state_dict()
+            matches[name] = trained.keys() == merged_state.keys() and all(
+                torch.equal(value, merged_state[key]) for key, value in trained.items()
+            )
+    return matches
+
+
+def save_merged(merged, tokenizer, directory: str | Path) -> float:
+    """Save the merged model and tokenizer (safetensors); return the weights' size in MB."""
+    directory = Path(directory)
+    merged.save_pretrained(str(directory), safe_serialization=True)
+    tokenizer.save_pretrained(str(directory))
+    return round(sum(p.stat().st_size for p in directory.glob("*.safetensors")) / 2**20, 3)
+
+
+def classify_with_pipeline(model_dir: str | Path, texts, max_length: int = 512) -> list[dict]:
+    """Classify texts with a plain `transformers.pipeline`: no PEFT, no lft_helpers needed."""
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    classifier = transformers.pipeline(
+        "text-classification", model=str(model_dir), tokenizer=str(model_dir)
+    )
+    outputs = classifier(list(texts), truncation=True, max_length=max_length)
+    return [{"text": t, **out} for t, out in zip(texts, outputs, strict=True)]
+
+
+def time_inference(model, dataset, tokenizer, batch_size=64, precision="auto") -> dict:
+    """Samples per second of `predict_logits` over the dataset, after a one-batch warm-up."""
+    import time
+
+    warm_up = dataset.select(range(min(batch_size, len(dataset))))
+    predict_logits(model, warm_up, tokenizer, batch_size, precision)
+    start = time.perf_counter()
+    predict_logits(model, dataset, tokenizer, batch_size, precision)
+    seconds = time.perf_counter() - start
+    return {"seconds": round(seconds, 3), "samples_per_second": round(len(dataset) / seconds, 2)}
+
+
+def compare_inference_speed(unmerged, merged, dataset, tokenizer, batch_size=64, precision="auto"):
+    """Inference speed of the unmerged PEFT model and the merged one on the same reviews."""
+    speeds = {
+        "unmerged": time_inference(unmerged, dataset, tokenizer, batch_size, precision),
+        "merged": time_inference(merged, dataset, tokenizer, batch_size, precision),
+    }
+    ratio = speeds["merged"]["samples_per_second"] / speeds["unmerged"]["samples_per_second"]
+    return {**speeds, "speedup": round(ratio, 3), "reviews": len(dataset)}
+
+
+def ship_adapter(peft_model, prepared, directory: str | Path, texts, precision="auto") -> dict:
+    """The whole shipping check on the eval reviews: reload the saved adapter, merge it, keep
+    the trained head, save the merged model, classify `texts` with `pipeline`, time both."""
+    directory = Path(directory)
+    tokenizer, reviews = prepared.tokenizer, prepared.eval
+    reload = check_reload(peft_model, tokenizer, reviews, directory / "adapter")
+    merged = merge_adapter(peft_model)
+    return {
+        "reload": reload,
+        "merge": compare_logits(peft_model, merged, reviews, tokenizer),
+        "head_kept": merged_head_matches(peft_model, merged),
+        "merged_size_mb": save_merged(merged, tokenizer, directory / "merged"),
+        "pipeline": classify_with_pipeline(directory / "merged", texts),
+        "speed": compare_inference_speed(peft_model, merged, reviews, tokenizer, 64, precision),
+    }

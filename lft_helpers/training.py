@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 from pathlib import Path
 
@@ -59,13 +60,19 @@ def make_progress_callback(log=print):
     from transformers import TrainerCallback
 
     class PlainProgress(TrainerCallback):
+        last_loss = float("nan")
+
         def on_log(self, args, state, control, logs=None, **kwargs):
             if not state.is_world_process_zero or not logs:
                 return
-            shown = {k: v for k, v in logs.items() if k in ("loss", "eval_loss", "learning_rate")}
-            if shown:
-                parts = ", ".join(f"{k} {v:.4g}" for k, v in shown.items())
+            if "loss" in logs:
+                self.last_loss = logs["loss"]
+            # One line per validation pass (or per log step when there is no validation).
+            if "eval_loss" in logs or ("loss" in logs and args.eval_strategy == "no"):
                 where = f"step {state.global_step}/{state.max_steps} (epoch {state.epoch:.2f})"
+                parts = f"training loss {self.last_loss:.4f}"
+                if "eval_loss" in logs:
+                    parts += f", validation loss {logs['eval_loss']:.4f}"
                 log(f"  {where}: {parts}")
 
     return PlainProgress()
@@ -93,6 +100,61 @@ def state_bytes(model, optimizer) -> dict:
     return {"grad_bytes": int(grad), "optimizer_bytes": int(opt)}
 
 
+def checkpoint_step(path: Path) -> int:
+    suffix = path.name.rsplit("-", 1)[-1]
+    return int(suffix) if suffix.isdigit() else -1
+
+
+def find_resume_checkpoint(folder: str | Path, log=print) -> str | None:
+    """The newest complete `checkpoint-N` in `folder`; one cut short by a kill is skipped.
+
+    The Trainer writes trainer_state.json last, so a checkpoint without a readable one is partial.
+    """
+    folder = Path(folder)
+    found = [p for p in folder.glob("checkpoint-*") if p.is_dir() and checkpoint_step(p) >= 0]
+    for path in sorted(found, key=checkpoint_step, reverse=True):
+        try:
+            json.loads((path / "trainer_state.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            log(f"  skipping {path.name}: incomplete (the run stopped while saving it)")
+            continue
+        log(f"  resuming from {path.name}")
+        return str(path)
+    log("  no checkpoint to resume from: training from the start")
+    return None
+
+
+def make_trainer_class():
+    """A `Trainer` whose length-grouped batch order depends on (seed, epoch) alone.
+
+    The stock sampler draws each epoch's order from the global RNG, which a run resumed mid-epoch
+    restores only after that draw: from the second epoch on, a resumed run saw other batches than
+    an uninterrupted one (tests/test_resume.py). A fixed order per epoch makes resuming exact.
+    """
+    import torch
+    from transformers import Trainer
+    from transformers.trainer_pt_utils import LengthGroupedSampler
+
+    class EpochSeededSampler(LengthGroupedSampler):
+        def __init__(self, batch_size: int, lengths, seed: int):
+            super().__init__(batch_size, lengths=lengths)
+            self.seed = seed
+            self.set_epoch(0)
+
+        def set_epoch(self, epoch: int) -> None:  # called by the Trainer before each epoch
+            self.generator = torch.Generator().manual_seed(self.seed + epoch)
+
+    class SeededTrainer(Trainer):
+        def _get_train_sampler(self, train_dataset=None):
+            sampler = super()._get_train_sampler(train_dataset)
+            if type(sampler) is not LengthGroupedSampler:
+                return sampler
+            seed = self.args.seed if self.args.data_seed is None else self.args.data_seed
+            return EpochSeededSampler(sampler.batch_size, sampler.lengths, seed)
+
+    return SeededTrainer
+
+
 def train_model(
     model,
     train_dataset,
@@ -105,11 +167,10 @@ def train_model(
     resume: bool = False,
 ) -> dict:
     """Fit `model` in place; return time, speed, memory and the loss history."""
-    from transformers import DataCollatorWithPadding, PrinterCallback, Trainer
-    from transformers.trainer_utils import get_last_checkpoint
+    from transformers import DataCollatorWithPadding, PrinterCallback
 
     args = make_training_args(config, output_dir, learning_rate or config.learning_rate)
-    trainer = Trainer(
+    trainer = make_trainer_class()(
         model=model,
         args=args,
         train_dataset=train_dataset,
@@ -119,18 +180,18 @@ def train_model(
         callbacks=[make_progress_callback(log)],
     )
     trainer.remove_callback(PrinterCallback)  # raw log dicts; PlainProgress says it shorter
-    checkpoint = None
-    if resume and Path(output_dir).is_dir():
-        checkpoint = get_last_checkpoint(str(output_dir))
-        if checkpoint:
-            log(f"  resuming from {Path(checkpoint).name}")
+    checkpoint = find_resume_checkpoint(output_dir, log) if resume else None
     start = time.perf_counter()
     with PeakMemory() as memory:
         output = trainer.train(resume_from_checkpoint=checkpoint)
     runtime = time.perf_counter() - start
     history = extract_history(trainer.state.log_history)
-    val_time = sum(e.get("eval_runtime", 0.0) for e in trainer.state.log_history)
-    samples = len(train_dataset) * config.epochs
+    # After a resume, time and speed cover this process's steps only (the history covers all).
+    first = checkpoint_step(Path(checkpoint)) if checkpoint else 0
+    log_after = [e for e in trainer.state.log_history if e.get("step", 0) > first]
+    val_time = sum(e.get("eval_runtime", 0.0) for e in log_after)
+    left = 1 - first / max(trainer.state.max_steps, 1)
+    samples = len(train_dataset) * config.epochs * left
     return {
         "train_runtime_s": round(runtime, 2),
         "val_runtime_s": round(val_time, 2),
@@ -143,5 +204,6 @@ def train_model(
         "precision": resolve_precision(config.precision),
         **state_bytes(model, trainer.optimizer),
         "history": history,
+        **({"resumed_from_step": first} if checkpoint else {}),
         "is_main_process": bool(trainer.is_world_process_zero()),
     }

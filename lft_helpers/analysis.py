@@ -1,0 +1,104 @@
+"""Where the model goes wrong: confusion table, most confident mistakes, accuracy by length.
+
+Every function takes plain arrays (labels, positive-class probabilities as stored per eval review
+in the results file, token counts) and returns a DataFrame; plotting lives in plotting.py.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+from .data import LABEL_NAMES
+from .evaluation import accuracy_interval
+
+LENGTH_BINS = (128, 256, 512)
+
+
+def predicted_labels(positive_prob) -> np.ndarray:
+    # Strictly above one half, as argmax over two logits picks the negative class on a tie.
+    return (np.asarray(positive_prob, dtype=float) > 0.5).astype(int)
+
+
+def confusion_table(labels, positive_prob):
+    """Counts of true (rows) against predicted (columns) labels, with label names."""
+    import pandas as pd
+
+    labels, preds = np.asarray(labels), predicted_labels(positive_prob)
+    counts = [[int(np.sum((labels == t) & (preds == p))) for p in (0, 1)] for t in (0, 1)]
+    names = [n.lower() for n in LABEL_NAMES]
+    return pd.DataFrame(
+        counts,
+        index=pd.Index([f"true {n}" for n in names]),
+        columns=[f"predicted {n}" for n in names],
+    )
+
+
+def excerpt(text: str, chars: int = 200) -> str:
+    """The start of a review on one line, IMDb's `<br />` tags removed, cut at a word."""
+    flat = re.sub(r"\s+", " ", re.sub(r"<br\s*/?>", " ", text)).strip()
+    if len(flat) <= chars:
+        return flat
+    cut = flat[:chars].rsplit(" ", 1)[0] or flat[:chars]
+    return cut + " …"
+
+
+def confident_mistakes(texts, labels, positive_prob, k: int = 5, excerpt_chars: int = 200):
+    """The `k` wrong predictions the model was surest of, most confident first."""
+    import pandas as pd
+
+    labels = np.asarray(labels)
+    probs = np.asarray(positive_prob, dtype=float)
+    preds = predicted_labels(probs)
+    confidence = np.where(preds == 1, probs, 1 - probs)
+    wrong = np.flatnonzero(preds != labels)
+    order = wrong[np.argsort(-confidence[wrong], kind="stable")][:k]
+    return pd.DataFrame(
+        {
+            "review": [int(i) for i in order],
+            "excerpt": [excerpt(texts[int(i)], excerpt_chars) for i in order],
+            "true label": [LABEL_NAMES[labels[i]] for i in order],
+            "predicted": [LABEL_NAMES[preds[i]] for i in order],
+            "positive prob": probs[order],
+            "confidence": confidence[order],
+        }
+    ).set_index("review")
+
+
+def length_bin_names(bins) -> list[str]:
+    """'<=128', '129-256', '257-512', '>512' for bins (128, 256, 512)."""
+    edges = list(bins)
+    names = [f"<={edges[0]}"]
+    names += [f"{lo + 1}-{hi}" for lo, hi in zip(edges, edges[1:], strict=False)]
+    return names + [f">{edges[-1]}"]
+
+
+def accuracy_by_length(token_counts, labels, positive_prob, bins=LENGTH_BINS):
+    """Accuracy (with its 95% interval) per review-length bin, counted in untruncated tokens."""
+    import pandas as pd
+
+    counts = np.asarray(token_counts)
+    correct = predicted_labels(positive_prob) == np.asarray(labels)
+    which = np.digitize(counts, np.asarray(bins), right=True)  # bin 0 holds counts <= bins[0]
+    lows = [0, *(b + 1 for b in bins)]
+    highs = [*bins, None]
+    rows = []
+    for i, name in enumerate(length_bin_names(bins)):
+        hits, n = correct[which == i], int(np.sum(which == i))
+        acc = float(hits.mean()) if n else float("nan")
+        low, high = accuracy_interval(acc, n) if n else (float("nan"), float("nan"))
+        rows.append(
+            {
+                "length (tokens)": name,
+                "min tokens": lows[i],
+                "max tokens": highs[i],
+                "reviews": n,
+                "share": n / max(len(counts), 1),
+                "accuracy": acc,
+                "acc low": low,
+                "acc high": high,
+                "errors": int(n - hits.sum()),
+            }
+        )
+    return pd.DataFrame(rows).set_index("length (tokens)")

@@ -1,0 +1,144 @@
+"""Shipping an adapter: reload, merge (DistilBERT and BERT heads), plain pipeline, speed."""
+
+import pytest
+import torch
+
+from lft_helpers.config import make_config
+from lft_helpers.modeling import all_linear_targets, load_model, wrap_with_lora
+from lft_helpers.pipeline import prepare_data
+from lft_helpers.shipping import (
+    classify_with_pipeline,
+    compare_logits,
+    merge_adapter,
+    merged_head_matches,
+    predict_texts,
+    ship_adapter,
+)
+
+TEXTS = ["a wonderful and moving film", "boring, dull and tedious", "the plot was the plot"]
+
+
+def trained_looking(peft_model):
+    """Nudge every trainable weight so the adapters (B starts at zero) and head do something."""
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for param in peft_model.parameters():
+            if param.requires_grad:
+                param.add_(0.2 * torch.randn(param.shape, generator=generator))
+    return peft_model
+
+
+def small_config(model_dir, data_dir, out):
+    return make_config(
+        "smoke",
+        model=str(model_dir),
+        data=str(data_dir),
+        train_size=8,
+        val_size=0,
+        eval_size=24,
+        max_length=32,
+        precision="fp32",
+        output_dir=str(out),
+    )
+
+
+@pytest.fixture(scope="module")
+def tiny_bert_dir(tiny_model_dir, tmp_path_factory):
+    """A 2-layer random BERT (pooler + classifier head) with the tiny WordPiece vocabulary."""
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    directory = tmp_path_factory.mktemp("tiny-bert")
+    tokenizer = BertTokenizerFast(vocab_file=str(tiny_model_dir / "vocab.txt"))
+    tokenizer.model_max_length = 64
+    torch.manual_seed(0)
+    config = BertConfig(
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=64,
+    )
+    BertModel(config).save_pretrained(str(directory))
+    tokenizer.save_pretrained(str(directory))
+    return directory
+
+
+@pytest.fixture(scope="module")
+def shipped(tiny_model_dir, synthetic_data_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("ship")
+    config = small_config(tiny_model_dir, synthetic_data_dir, out / "run")
+    prepared = prepare_data(config)
+    model = trained_looking(wrap_with_lora(load_model(config), config))
+    return out, model, prepared, ship_adapter(model, prepared, out, TEXTS, precision="fp32")
+
+
+def test_reloaded_adapter_predicts_identically(shipped):
+    out, _, _, report = shipped
+    assert (out / "adapter" / "adapter_model.safetensors").is_file()
+    assert report["reload"]["argmax_agree"]
+    assert report["reload"]["max_abs_diff"] < 1e-6
+    assert report["reload"]["reviews"] == 24
+
+
+def test_merged_logits_match_the_unmerged_model(shipped):
+    _, model, _, report = shipped
+    assert report["merge"]["max_abs_diff"] < 1e-4
+    assert report["merge"]["argmax_agree"]
+    assert report["head_kept"] == {"pre_classifier": True, "classifier": True}
+    assert any("lora_A" in n for n, _ in model.named_parameters()), "original left unmerged"
+
+
+def test_merging_changes_the_base_weights(shipped):
+    _, model, _, _ = shipped
+    merged = merge_adapter(model)
+    assert not any("lora" in n for n, _ in merged.named_parameters())
+    base = model.get_base_model().distilbert.transformer.layer[0].attention.q_lin.base_layer
+    folded = merged.distilbert.transformer.layer[0].attention.q_lin
+    assert not torch.allclose(base.weight, folded.weight)
+
+
+def test_merged_model_is_plain_transformers_safetensors(shipped):
+    out, _, _, report = shipped
+    merged_dir = out / "merged"
+    assert (merged_dir / "model.safetensors").is_file()
+    assert not (merged_dir / "adapter_config.json").exists()
+    assert report["merged_size_mb"] > 0
+
+
+def test_pipeline_on_merged_model_agrees_with_the_adapter(shipped):
+    _, model, prepared, report = shipped
+    expected = predict_texts(model, prepared.tokenizer, TEXTS)
+    got = report["pipeline"]
+    assert [g["label"] for g in got] == [e["label"] for e in expected]
+    for g, e in zip(got, expected, strict=True):
+        positive = g["score"] if g["label"] == "POSITIVE" else 1 - g["score"]
+        assert positive == pytest.approx(e["positive_prob"], abs=1e-4)
+    assert [g["text"] for g in got] == TEXTS
+
+
+def test_pipeline_loads_any_saved_merged_model(shipped):
+    out, _, _, report = shipped
+    again = classify_with_pipeline(out / "merged", TEXTS[:1])
+    assert again[0]["label"] == report["pipeline"][0]["label"]
+    assert again[0]["score"] == pytest.approx(report["pipeline"][0]["score"], abs=1e-6)
+
+
+def test_speed_is_measured_for_both(shipped):
+    speed = shipped[3]["speed"]
+    assert speed["merged"]["samples_per_second"] > 0
+    assert speed["unmerged"]["samples_per_second"] > 0
+    assert speed["reviews"] == 24
+
+
+def test_bert_pooler_and_classifier_survive_merging(tiny_bert_dir, synthetic_data_dir, tmp_path):
+    config = small_config(tiny_bert_dir, synthetic_data_dir, tmp_path / "run")
+    prepared = prepare_data(config)
+    base = load_model(config)
+    original_pooler = base.bert.pooler.dense.weight.detach().clone()
+    model = trained_looking(wrap_with_lora(base, config, all_linear_targets(base)))
+    merged = merge_adapter(model)
+    assert merged_head_matches(model, merged) == {"bert.pooler": True, "classifier": True}
+    assert not torch.equal(merged.bert.pooler.dense.weight, original_pooler)
+    diff = compare_logits(model, merged, prepared.eval, prepared.tokenizer)
+    assert diff["max_abs_diff"] < 1e-4
