@@ -101,4 +101,6 @@ def accuracy_by_length(token_counts, labels, positive_prob, bins=LENGTH_BINS):
                 "errors": int(n - hits.sum()),
             }
         )
-    return pd.DataFrame(rows).set_index("length (tokens)")
+    table = pd.DataFrame(rows).set_index("length (tokens)")
+    table["max tokens"] = table["max tokens"].astype("Int64")  # the open last bin has none
+    return table

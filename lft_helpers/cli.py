@@ -9,6 +9,7 @@ from pathlib import Path
 
 from .config import ENV_DATA, ENV_MODEL, ENV_PRESET, PRESETS, make_config
 from .errors import LFTError
+from .runtime import is_main_process
 
 
 def add_config_flags(parser: argparse.ArgumentParser) -> None:
@@ -130,9 +131,22 @@ def cmd_run(args, variants) -> int:
     results = run_experiment(
         config, variants, log=_log, resume=args.resume, overwrite=args.overwrite
     )
+    if not is_main_process():  # under torchrun / accelerate launch rank 0 alone reports
+        return 0
     print(format_table(comparison_table(results)))
     print(f"Results written to {Path(config.output_dir) / 'results.json'}")
     return 0
+
+
+def write_compare_figures(output_dir) -> None:
+    """Accuracy bars and accuracy against trainable parameters, beside results.json."""
+    from .plotting import plot_accuracy, plot_params_vs_accuracy
+    from .reporting import load_results
+
+    results, out = load_results(output_dir), Path(output_dir)
+    plot_accuracy(results, out / "accuracy.png")
+    plot_params_vs_accuracy(results, out / "params_vs_accuracy.png")
+    print(f"Figures written to {out / 'accuracy.png'} and {out / 'params_vs_accuracy.png'}")
 
 
 def parse_ranks(text: str) -> tuple[int, ...]:
@@ -169,7 +183,8 @@ def cmd_sweep(args) -> int:
 
 
 def _log(message: str) -> None:
-    print(message, flush=True)
+    if is_main_process():
+        print(message, flush=True)
 
 
 def main(argv=None) -> int:
@@ -179,7 +194,10 @@ def main(argv=None) -> int:
         if args.command == "run":
             return cmd_run(args, ("baseline", "lora"))
         if args.command == "compare":
-            return cmd_run(args, ("baseline", "head", "lora", "full"))
+            code = cmd_run(args, ("baseline", "head", "lora", "full"))
+            if is_main_process():
+                write_compare_figures(config_from_args(args).output_dir)
+            return code
         if args.command == "sweep":
             return cmd_sweep(args)
         if args.command == "bench":

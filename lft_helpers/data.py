@@ -39,7 +39,8 @@ def find_split_files(directory: str | Path) -> dict[str, Path]:
 def load_imdb(config: Config, log=None):
     """Load the train and test splits as a `datasets.DatasetDict` with `text` and `label`.
 
-    Every data check runs here (see `validation`); `log` receives notes such as dropped rows.
+    The rows are checked and cleaned here (see `validation`); `log` receives notes such as
+    how many rows without text were dropped. Subset sizes are checked in `prepare_data`.
     """
     import datasets
 

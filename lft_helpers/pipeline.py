@@ -16,8 +16,9 @@ from .evaluation import accuracy_interval, confusion, evaluate_model
 from .hub import display_name
 from .modeling import check_max_length, count_parameters, load_tokenizer, model_label
 from .reporting import build_results, write_json_atomic
+from .runtime import is_main_process, world_size
 from .training import train_model
-from .validation import check_model, check_resume_config
+from .validation import check_model, check_resume_config, check_sizes
 from .variants import SAVE_DIRS, prepare_variant, save_variant
 
 
@@ -44,6 +45,7 @@ def tokenize_subsets(subsets, tokenizer, config: Config) -> Prepared:
 def prepare_data(config: Config, log=None) -> Prepared:
     """Load and check the data, subset (stratified, seeded, disjoint) and tokenize."""
     data = load_imdb(config, log)
+    check_sizes(data, config)
     tokenizer = load_tokenizer(config)
     check_max_length(config, tokenizer)
     return tokenize_subsets(select_subsets(data, config), tokenizer, config)
@@ -52,7 +54,8 @@ def prepare_data(config: Config, log=None) -> Prepared:
 def save_run(config: Config, runs: dict, prepared: Prepared) -> dict:
     """Build the results document from the runs so far and write it atomically."""
     results = build_results(config, run_labels(config), runs, prepared.subsets.eval_indices)
-    write_json_atomic(results, Path(config.output_dir) / "results.json")
+    if is_main_process():  # under torchrun every rank scores; rank 0 alone writes
+        write_json_atomic(results, Path(config.output_dir) / "results.json")
     return results
 
 
@@ -124,7 +127,7 @@ def train_variant(
         resume=resume,
     )
     fit.pop("is_main_process")
-    return {"learning_rate": lr, **fit}
+    return {"learning_rate": lr, "world_size": world_size(), **fit}
 
 
 def finish_variant(name: str, model, prepared: Prepared, config: Config, fit=None) -> dict:
@@ -132,7 +135,7 @@ def finish_variant(name: str, model, prepared: Prepared, config: Config, fit=Non
     record = {**score_model(model, prepared, config), **(fit or {})}
     if not fit:  # the baseline trains nothing
         record.update(trainable_params=0, trainable_pct=0.0)
-    if name in SAVE_DIRS:
+    if name in SAVE_DIRS and is_main_process():
         directory = Path(config.output_dir) / SAVE_DIRS[name]
         record["saved_size_mb"] = save_variant(model, name, directory, prepared.tokenizer)
     return record
@@ -149,13 +152,15 @@ def run_experiment(
     config: Config, variants=("baseline", "lora"), log=print, resume=False, overwrite=False
 ) -> dict:
     """Run each variant on the same data and write `<output_dir>/results.json` after each."""
-    check_output_dir(config.output_dir, overwrite, resume)
+    if is_main_process():  # other ranks could meet rank 0's fresh results.json and refuse
+        check_output_dir(config.output_dir, overwrite, resume)
     if resume:
         check_resume_config(config.output_dir, config)
     log(f"Loading data from {display_name(config.data)} and model {model_label(config.model)}")
     prepared = prepare_data(config, log)
     check_model(config, variants)
-    if overwrite and not resume:  # only now: a run refused above leaves the old one intact
+    # Only now, on rank 0: a run refused by any check above leaves the old one intact.
+    if overwrite and not resume and is_main_process():
         start_over(config.output_dir, log)
     log(
         f"  {len(prepared.train)} train, {len(prepared.val)} validation, "

@@ -224,7 +224,10 @@ def plot_sweep(results: dict, path: str | Path):
             )
     ax.set_xscale("log")
     ax.margins(x=0.12)
-    ax.set_xlabel("trainable parameters (log scale; adapters + head)")
+    first = next(iter(runs.values()))
+    head = first["trainable_params"] - first.get("adapter_params", first["trainable_params"])
+    head_note = f" + {head:,} in the head" if head else " + the head"
+    ax.set_xlabel(f"trainable parameters (log scale): adapters{head_note}")
     ax.set_ylabel("accuracy on eval reviews (95% CI)")
     ax.set_title(
         f"LoRA rank sweep: accuracy against trainable parameters\n{_caption(results)}\n"
@@ -236,25 +239,28 @@ def plot_sweep(results: dict, path: str | Path):
 
 
 def plot_accuracy_by_length(table, path: str | Path, max_length: int | None = None):
-    """Accuracy per review-length bin (analysis.accuracy_by_length), truncated bins hatched."""
+    """Accuracy per review-length bin (analysis.accuracy_by_length); bins reaching past
+    `max_length`, whose reviews the model saw truncated, are hatched."""
+    import pandas as pd
+
     plt = _pyplot()
-    names = list(table.index)
-    acc = table["accuracy"].fillna(0).tolist()
+    names = [f"{name}\n(n={n:,})" for name, n in zip(table.index, table["reviews"], strict=True)]
     spread = [
         (table["accuracy"] - table["acc low"]).fillna(0).tolist(),
         (table["acc high"] - table["accuracy"]).fillna(0).tolist(),
     ]
-    cut = [max_length is not None and (lo > max_length) for lo in table["min tokens"]]
     fig, ax = plt.subplots(figsize=(7.5, 4))
-    bars = ax.bar(names, acc, yerr=spread, capsize=4, color=COLORS["lora"])
-    for bar, truncated, n in zip(bars, cut, table["reviews"], strict=True):
-        bar.set_hatch("//" if truncated else "")
-        ax.text(bar.get_x() + bar.get_width() / 2, 0.03, f"n={n:,}", ha="center", fontsize=8)
+    bars = ax.bar(names, table["accuracy"].fillna(0), yerr=spread, capsize=4, color=COLORS["lora"])
+    for bar, top in zip(bars, table["max tokens"], strict=True):
+        cut = max_length is not None and (pd.isna(top) or top > max_length)
+        bar.set_hatch("//" if cut else "")
     ax.axhline(0.5, color="gray", ls=":", lw=1, label="chance")
-    note = f"; hatched bins exceed max length {max_length} and are truncated" if max_length else ""
+    note = ""
+    if max_length:
+        note = f"\nhatched: bins holding reviews over max length {max_length}, seen truncated"
     ax.set_title(f"Accuracy by review length (untruncated tokens){note}", fontsize=9)
     ax.set_xlabel("review length (tokens)")
     ax.set_ylabel("accuracy (95% CI)")
     ax.set_ylim(0, 1.05)
-    ax.legend(loc="lower right", fontsize=8)
+    ax.legend(loc="upper right", fontsize=8)
     return _save(fig, path)

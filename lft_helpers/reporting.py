@@ -224,3 +224,35 @@ def compare_lora_to_full(results: dict) -> str | None:
         f"{lora.get('saved_size_mb', float('nan')):.2f} MB instead of "
         f"{full.get('saved_size_mb', float('nan')):.1f} MB."
     )
+
+
+def summary_markdown(results: dict, sweep: dict | None = None) -> str:
+    """The notebook's closing summary, written from the results so it always matches them."""
+    runs = results["runs"]
+    lines = [f"- **Setup.** {describe_setup(results)}"]
+    if {"baseline", "lora"} <= set(runs):
+        base, lora = runs["baseline"], runs["lora"]
+        lines.append(
+            f"- **LoRA works.** From {base['accuracy']:.3f} (untrained head, chance) to "
+            f"{lora['accuracy']:.3f} accuracy (95% CI {lora['accuracy_ci'][0]:.3f}-"
+            f"{lora['accuracy_ci'][1]:.3f}) by training {lora['trainable_params']:,} of "
+            f"{lora['total_params']:,} parameters ({lora['trainable_pct']:.2f}%) for "
+            f"{lora['train_runtime_s'] / 60:.1f} minutes."
+        )
+    gap = compare_lora_to_full(results)
+    if gap:
+        lines.append(f"- **Against full fine-tuning.** {gap}")
+    if {"head", "lora"} <= set(runs):
+        lines.append(
+            f"- **Against a linear probe.** Training only the head reaches "
+            f"{runs['head']['accuracy']:.3f}: the adapters inside the encoder add "
+            f"{100 * (runs['lora']['accuracy'] - runs['head']['accuracy']):.1f} points."
+        )
+    if sweep:
+        best = max(sweep["runs"].items(), key=lambda kv: kv[1]["accuracy"])
+        accs = [r["accuracy"] for r in sweep["runs"].values()]
+        lines.append(
+            f"- **Rank.** On the reduced sweep budget accuracy ranged from {min(accs):.3f} to "
+            f"{max(accs):.3f}; the best was {best[0]} ({best[1]['accuracy']:.3f})."
+        )
+    return "\n".join(lines)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .data import load_imdb, tokenize_dataset
+from .data import LABEL_NAMES, load_imdb, tokenize_dataset
 from .evaluation import compute_metrics, predict_logits
 from .reporting import load_results
 
@@ -23,6 +23,11 @@ def load_adapter(adapter_dir: str | Path):
     with warnings.catch_warnings():  # PEFT still calls a getter transformers 5 renamed
         warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*")
         model = AutoPeftModelForSequenceClassification.from_pretrained(str(adapter_dir))
+    # The adapter keeps no label names (the base loads as LABEL_0/1); a merged copy would
+    # carry those generic names into every pipeline() answer.
+    base_config = model.get_base_model().config
+    base_config.id2label = dict(enumerate(LABEL_NAMES))
+    base_config.label2id = {name: i for i, name in enumerate(LABEL_NAMES)}
     return model.eval(), AutoTokenizer.from_pretrained(str(adapter_dir))
 
 
@@ -116,15 +121,18 @@ def save_merged(merged, tokenizer, directory: str | Path) -> float:
     return round(sum(p.stat().st_size for p in directory.glob("*.safetensors")) / 2**20, 3)
 
 
-def classify_with_pipeline(model_dir: str | Path, texts, max_length: int = 512) -> list[dict]:
-    """Classify texts with a plain `transformers.pipeline`: no PEFT, no lft_helpers needed."""
+def classify_with_pipeline(model_dir: str | Path, texts, max_length: int | None = None):
+    """Classify texts with a plain `transformers.pipeline`: no PEFT, no lft_helpers needed.
+
+    Long texts are truncated to `max_length` (default: the tokenizer's own limit)."""
     import transformers
 
     transformers.logging.set_verbosity_error()
     classifier = transformers.pipeline(
         "text-classification", model=str(model_dir), tokenizer=str(model_dir)
     )
-    outputs = classifier(list(texts), truncation=True, max_length=max_length)
+    limit = {} if max_length is None else {"max_length": max_length}
+    outputs = classifier(list(texts), truncation=True, **limit)
     return [{"text": t, **out} for t, out in zip(texts, outputs, strict=True)]
 
 
@@ -150,11 +158,16 @@ def compare_inference_speed(unmerged, merged, dataset, tokenizer, batch_size=64,
     return {**speeds, "speedup": round(ratio, 3), "reviews": len(dataset)}
 
 
-def ship_adapter(peft_model, prepared, directory: str | Path, texts, precision="auto") -> dict:
-    """The whole shipping check on the eval reviews: reload the saved adapter, merge it, keep
-    the trained head, save the merged model, classify `texts` with `pipeline`, time both."""
+def ship_adapter(
+    peft_model, prepared, directory: str | Path, texts, precision="auto", limit=None
+) -> dict:
+    """The whole shipping check on the eval reviews (the first `limit` of them, if given):
+    reload the saved adapter, merge it, keep the trained head, save the merged model, classify
+    `texts` with a plain `pipeline`, and time merged against unmerged."""
     directory = Path(directory)
     tokenizer, reviews = prepared.tokenizer, prepared.eval
+    if limit is not None:
+        reviews = reviews.select(range(min(limit, len(reviews))))
     reload = check_reload(peft_model, tokenizer, reviews, directory / "adapter")
     merged = merge_adapter(peft_model)
     return {

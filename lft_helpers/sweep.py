@@ -80,6 +80,11 @@ def run_slug(name: str) -> str:
     return name.replace("=", "").replace(" ", "-")
 
 
+def adapter_parameters(model) -> int:
+    """LoRA weights alone: the trainable count also holds the head, which no rank changes."""
+    return sum(p.numel() for name, p in model.named_parameters() if "lora_" in name)
+
+
 def sweep_info(config: Config, plan: dict) -> dict:
     return {
         "ranks": [r for name, (r, _) in plan.items() if "all-linear" not in name],
@@ -87,6 +92,24 @@ def sweep_info(config: Config, plan: dict) -> dict:
         "targets": {name: targets for name, (_, targets) in plan.items()},
         "budget": budget_of(config),
         "main_budget": config.extra.get("main_budget"),
+    }
+
+
+def fit_sweep_run(config: Config, prepared, name, r, targets, log=print, resume=False) -> dict:
+    """Train, score and save LoRA at rank `r` (alpha = 2r) on `targets`, in its own folder."""
+    run_config = config.replace(
+        lora_r=r,
+        lora_alpha=ALPHA_PER_RANK * r,
+        target_modules=tuple(targets),
+        output_dir=str(Path(config.output_dir) / run_slug(name)),
+    )
+    model, record = fit_variant("lora", prepared, run_config, log=log, resume=resume)
+    return {
+        "r": r,
+        "lora_alpha": run_config.lora_alpha,
+        "targets": list(targets),
+        "adapter_params": adapter_parameters(model),
+        **record,
     }
 
 
@@ -104,23 +127,16 @@ def run_sweep(
     Pass `sweep_config(config)` for the reduced budget. Each run's adapter is saved under
     `<output_dir>/<run>/adapter`; with `results_path` the document is rewritten after each run.
     """
+    plan = sweep_plan(config, ranks, all_linear)  # first: a bad model or target fails fast
     if prepared is None:
         log(f"Preparing {config.train_size} train / {config.eval_size} eval reviews")
         prepared = prepare_data(config)
     check_prepared(prepared, config)
-    plan = sweep_plan(config, ranks, all_linear)
     runs: dict = {}
     results = None
     for name, (r, targets) in plan.items():
         log(f"LoRA {name} on {', '.join(targets)} ({model_label(config.model)}):")
-        run_config = config.replace(
-            lora_r=r,
-            lora_alpha=ALPHA_PER_RANK * r,
-            target_modules=tuple(targets),
-            output_dir=str(Path(config.output_dir) / run_slug(name)),
-        )
-        _, record = fit_variant("lora", prepared, run_config, log=log, resume=resume)
-        runs[name] = {"r": r, "lora_alpha": run_config.lora_alpha, "targets": targets, **record}
+        runs[name] = record = fit_sweep_run(config, prepared, name, r, targets, log, resume)
         log(f"  accuracy {record['accuracy']:.4f} with {record['trainable_params']:,} trained")
         results = build_results(config, run_labels(config), runs, prepared.subsets.eval_indices)
         results["sweep"] = sweep_info(config, plan)
@@ -141,6 +157,7 @@ def sweep_table(results: dict):
                 "r": run.get("r"),
                 "lora_alpha": run.get("lora_alpha"),
                 "targets": ",".join(run.get("targets") or []),
+                "adapter params": run.get("adapter_params"),
                 "trainable params": run.get("trainable_params"),
                 "trainable %": run.get("trainable_pct"),
                 "accuracy": run.get("accuracy"),

@@ -167,6 +167,7 @@ def train_model(
     resume: bool = False,
 ) -> dict:
     """Fit `model` in place; return time, speed, memory and the loss history."""
+    from accelerate.utils import extract_model_from_parallel
     from transformers import DataCollatorWithPadding, PrinterCallback
 
     args = make_training_args(config, output_dir, learning_rate or config.learning_rate)
@@ -185,6 +186,9 @@ def train_model(
     with PeakMemory() as memory:
         output = trainer.train(resume_from_checkpoint=checkpoint)
     runtime = time.perf_counter() - start
+    # Mixed precision leaves `model.forward` wrapped in autocast: unwrap it so later fp32
+    # evaluation (the merge check, the naive benchmark) really runs in fp32.
+    extract_model_from_parallel(model, keep_fp32_wrapper=False)
     history = extract_history(trainer.state.log_history)
     # After a resume, time and speed cover this process's steps only (the history covers all).
     first = checkpoint_step(Path(checkpoint)) if checkpoint else 0

@@ -37,7 +37,8 @@ def first_line(err: BaseException, limit: int = 200) -> str:
     """A library error's root cause, cut to one short line for an LFTError message."""
     root = err.__cause__ or err
     text = str(root).strip().splitlines()[0] if str(root).strip() else type(root).__name__
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    text = text if len(text) <= limit else text[: limit - 3] + "..."
+    return text.rstrip(".") or type(root).__name__  # the message adds its own full stop
 
 
 @contextlib.contextmanager
@@ -71,6 +72,11 @@ def read_split_file(path: str | Path, fmt: str):
 
 def check_columns(dataset, source: str, config: Config) -> None:
     """The configured text and label columns exist (with the flag that renames them)."""
+    if config.text_column == config.label_column:
+        raise LFTError(
+            f"--text-column and --label-column both name `{config.text_column}`: the reviews "
+            "and their labels must be two different columns."
+        )
     columns = dataset.column_names
     for role, name, flag in (
         ("text", config.text_column, "--text-column"),
@@ -171,7 +177,16 @@ def per_class(size: int) -> tuple[int, int]:
     return size // 2, size - size // 2
 
 
-def check_sizes(data, config: Config, sources: dict) -> None:
+def split_sources(config: Config) -> dict:
+    """What to call each split in a message: its file, or the Hub dataset and split."""
+    if is_local(config.data):
+        from .data import find_split_files
+
+        return {split: str(path) for split, path in find_split_files(config.data).items()}
+    return {split: f"{config.data} ({split} split)" for split in ("train", "test")}
+
+
+def check_sizes(data, config: Config) -> None:
     """Train+validation and eval sizes fit the rows each class has, balanced."""
     train, val = per_class(config.train_size), per_class(config.val_size)
     train_need = (train[0] + val[0], train[1] + val[1])
@@ -186,8 +201,9 @@ def check_sizes(data, config: Config, sources: dict) -> None:
     for split, (need, asked, flags) in wanted.items():
         have = class_counts(data[split]["label"])
         if have[0] < need[0] or have[1] < need[1]:
+            source = split_sources(config)[split]
             raise LFTError(
-                f"Data file `{sources[split]}` has {have[0]} negative and {have[1]} positive "
+                f"Data file `{source}` has {have[0]} negative and {have[1]} positive "
                 f"reviews ({sum(have)} rows), too few for {asked}, which takes {need[0]} "
                 f"negative and {need[1]} positive. Lower {flags}."
             )
@@ -202,7 +218,6 @@ def validate_splits(data: dict, config: Config, sources: dict):
         cleaned[split], note = clean_split(dataset, sources[split], config)
         if note:
             notes.append(note)
-    check_sizes(cleaned, config, sources)
     return datasets.DatasetDict(cleaned), notes
 
 

@@ -53,9 +53,8 @@ def write_split_files(directory, train: pd.DataFrame, test: pd.DataFrame, fmt="p
 
 
 def reviews(n: int, labels=(0, 1), text="a fine film") -> pd.DataFrame:
-    return pd.DataFrame(
-        {"text": [f"{text} {i}" for i in range(n)], "label": list(labels) * (n // 2)}
-    )
+    texts = [f"{text} {i}" for i in range(n)]
+    return pd.DataFrame({"text": texts, "label": [labels[i % len(labels)] for i in range(n)]})
 
 
 @pytest.fixture
@@ -266,8 +265,15 @@ def test_renamed_columns_load_with_flags(tmp_path, data_config):
 
 
 def test_numeric_text_column_is_refused(tmp_path, data_config):
+    frame = reviews(20).assign(stars=range(20))
+    directory = write_split_files(tmp_path / "d", frame, frame)
+    with pytest.raises(LFTError, match="`stars` holds int64 values, not review text.*--text-col"):
+        load_imdb(data_config(directory, text_column="stars"))
+
+
+def test_text_and_label_column_must_differ(tmp_path, data_config):
     directory = write_split_files(tmp_path / "d", reviews(20), reviews(20))
-    with pytest.raises(LFTError, match="holds int64 values, not review text.*--text-column"):
+    with pytest.raises(LFTError, match="both name `label`"):
         load_imdb(data_config(directory, text_column="label"))
 
 

@@ -116,6 +116,9 @@ def test_sweep_runs_each_rank_and_all_linear(swept, tiny_config):
     base = load_model(tiny_config)
     per_rank = lora_params_per_rank(base, ["q_lin", "v_lin"])
     assert runs["r=8"]["trainable_params"] - runs["r=1"]["trainable_params"] == 7 * per_rank
+    assert [runs[n]["adapter_params"] for n in ("r=1", "r=8")] == [per_rank, 8 * per_rank]
+    heads = {run["trainable_params"] - run["adapter_params"] for run in runs.values()}
+    assert len(heads) == 1, "the fully trained head is the same size in every run"
     assert runs["r=8 all-linear"]["trainable_params"] > runs["r=8"]["trainable_params"]
 
 

@@ -90,6 +90,12 @@ def test_each_variant_saves_a_safetensors_artifact(compared):
         assert not list((out / folder).glob("*.bin")), f"{folder} should hold safetensors only"
 
 
+def test_compare_writes_its_figures(compared):
+    out, _ = compared
+    for name in ("accuracy.png", "params_vs_accuracy.png"):
+        assert (out / name).stat().st_size > 0
+
+
 def test_lora_artifact_is_far_smaller_than_the_full_model(compared):
     _, results = compared
     runs = results["runs"]
