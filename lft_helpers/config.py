@@ -108,8 +108,20 @@ class Config:
         return dataclasses.replace(self, **changes)
 
 
+# Command-line flags whose names differ from the field they set.
+FLAGS = {
+    "learning_rate": "--lr",
+    "full_learning_rate": "--full-lr",
+    "train_batch_size": "--batch-size",
+}
+
+
+def flag_name(field_name: str) -> str:
+    return FLAGS.get(field_name, "--" + field_name.replace("_", "-"))
+
+
 def _fail(name: str, value, why: str) -> None:
-    raise LFTError(f"Config field `{name}`={value!r} is invalid: {why}.")
+    raise LFTError(f"Config field `{name}`={value!r} (flag {flag_name(name)}) is invalid: {why}.")
 
 
 def _validate(c: Config) -> None:

@@ -32,7 +32,8 @@ def test_real_data_subsets_are_balanced(smoke_run, imdb_dir):
 def test_saved_adapter_reproduces_accuracy_on_eval_indices(smoke_run):
     out, results = smoke_run
     rescored = rescore_saved_run(out)
-    assert rescored["accuracy"] == results["runs"]["lora"]["accuracy"]
+    # results.json rounds to 6 decimals; one review more or less would move it by 1/48.
+    assert rescored["accuracy"] == pytest.approx(results["runs"]["lora"]["accuracy"], abs=1e-6)
     probs = np.array(results["runs"]["lora"]["positive_prob"])
     logits = rescored["logits"]
     shifted = np.exp(logits - logits.max(-1, keepdims=True))
