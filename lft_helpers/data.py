@@ -133,5 +133,6 @@ def tokenize_dataset(dataset, tokenizer, max_length: int):
 
 def token_lengths(dataset, tokenizer) -> np.ndarray:
     """Untruncated token count of each review (for the length plots and analysis)."""
-    enc = tokenizer(list(dataset["text"]), truncation=False, add_special_tokens=True)
+    # verbose=False: counting long reviews is the point, not a reason to warn.
+    enc = tokenizer(list(dataset["text"]), truncation=False, add_special_tokens=True, verbose=False)
     return np.array([len(ids) for ids in enc["input_ids"]])

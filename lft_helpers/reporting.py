@@ -183,7 +183,8 @@ def describe_setup(results: dict) -> str:
     return (
         f"Model {results['model_label']} on {results['data_label']}: {cfg['train_size']:,} "
         f"training and {cfg['eval_size']:,} evaluation reviews, max length {cfg['max_length']}, "
-        f"{cfg['epochs']:g} epochs, seed {cfg['seed']}; {env['device']}: {hardware}; "
+        f"{cfg['epochs']:g} epoch{'' if cfg['epochs'] == 1 else 's'}, seed {cfg['seed']}; "
+        f"{env['device']}: {hardware}; "
         f"torch {env['packages']['torch']}, transformers {env['packages']['transformers']}, "
         f"peft {env['packages']['peft']}."
     )
