@@ -120,7 +120,28 @@ def build_parser() -> argparse.ArgumentParser:
         "bench", help="naive vs fast speed, matmul peak, LoRA vs full memory (results/)"
     )
     add_bench_flags(bench)
+    report = sub.add_parser("report", help="print the comparison table of a saved results.json")
+    report.add_argument("results", help="a results.json, or the folder that holds it")
+    report.add_argument("--markdown", action="store_true", help="GitHub markdown table")
     return parser
+
+
+def cmd_report(args) -> int:
+    """Tables are built from results files: any saved run can be shown again."""
+    from .reporting import comparison_table, describe_setup, format_table, load_results, to_markdown
+
+    try:
+        results = load_results(args.results)
+        table = comparison_table(results)
+        setup = describe_setup(results)
+    except (OSError, ValueError, KeyError) as err:
+        raise LFTError(
+            f"Cannot read results from `{args.results}` ({err}). Pass a results.json written "
+            "by `run`, `compare` or `sweep`, or the folder holding it."
+        ) from None
+    print(setup)
+    print(to_markdown(table) if args.markdown else format_table(table))
+    return 0
 
 
 def cmd_run(args, variants) -> int:
@@ -200,6 +221,8 @@ def main(argv=None) -> int:
             return code
         if args.command == "sweep":
             return cmd_sweep(args)
+        if args.command == "report":
+            return cmd_report(args)
         if args.command == "bench":
             from .bench import cmd_bench
 

@@ -41,11 +41,12 @@ def make_training_args(config: Config, output_dir: str | Path, learning_rate: fl
         report_to="none",
         label_names=["labels"],
         dataloader_num_workers=0,
-        # The classification loss is a plain mean: token-count averaging across processes would
-        # multiply it (and its gradient) by the world size under DDP.
-        average_tokens_across_devices=False,
         ddp_find_unused_parameters=False,
     )
+    # The classification loss is a plain mean: token-count averaging across processes would
+    # multiply it (and its gradient) by the world size under DDP (transformers 5 does so).
+    if "average_tokens_across_devices" in fields:
+        kwargs["average_tokens_across_devices"] = False
     # Renamed across transformers releases: warmup ratio and length-grouped batches.
     if "warmup_ratio" in fields:
         kwargs["warmup_ratio"] = config.warmup_ratio

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import random
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -25,6 +27,18 @@ NEUTRAL = [
     "it",
     "this",
 ]
+
+
+def run_cli(*args, env=None, timeout=300):
+    """`python -m lft_helpers ...` in a subprocess, exactly as a user runs it."""
+    full_env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "lft_helpers", *args],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        timeout=timeout,
+    )
 
 
 def synthetic_reviews(n: int, seed: int) -> list[dict]:

@@ -5,28 +5,19 @@ one stderr line starting `error: `, no traceback, the input named, and nothing t
 """
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 
 import pandas as pd
 import pytest
 
+from conftest import run_cli as run_cli_as_user
 from lft_helpers.config import make_config
 from lft_helpers.data import load_imdb
 from lft_helpers.errors import LFTError
 
 
-def run_cli(*args, timeout=120):
-    env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"}
-    return subprocess.run(
-        [sys.executable, "-m", "lft_helpers", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=timeout,
-    )
+def run_cli(*args):
+    return run_cli_as_user(*args, env={"HF_HUB_OFFLINE": "1"}, timeout=120)
 
 
 def refused(out, output_dir, *fragments) -> str:

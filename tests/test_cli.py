@@ -1,10 +1,8 @@
 """The command line end to end on a tiny model, and its answers to bad input."""
 
-import os
-import subprocess
-import sys
 import time
 
+from conftest import run_cli
 from lft_helpers.reporting import load_results
 
 RUN_KEYS = {
@@ -17,17 +15,6 @@ RUN_KEYS = {
     "trainable_pct",
 }
 TRAIN_KEYS = {"train_runtime_s", "train_samples_per_second", "peak_memory_mb", "history"}
-
-
-def run_cli(*args, env=None, timeout=300):
-    full_env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", **(env or {})}
-    return subprocess.run(
-        [sys.executable, "-m", "lft_helpers", *args],
-        capture_output=True,
-        text=True,
-        env=full_env,
-        timeout=timeout,
-    )
 
 
 def test_help_explains_every_flag():
@@ -120,3 +107,16 @@ def test_hub_dataset_when_offline_names_the_dataset(tiny_model_dir, tmp_path):
     )
     assert out.returncode == 2
     assert "stanfordnlp/imdb" in out.stderr and "LFT_DATA" in out.stderr
+
+
+def test_report_rebuilds_the_table_from_a_results_file(
+    tiny_model_dir, synthetic_data_dir, tmp_path
+):
+    out_dir = tmp_path / "out"
+    args = ["--model", str(tiny_model_dir), "--data", str(synthetic_data_dir), "--preset", "smoke"]
+    assert run_cli("run", *args, "--output-dir", str(out_dir)).returncode == 0
+    report = run_cli("report", str(out_dir), "--markdown")
+    assert report.returncode == 0, report.stderr
+    assert "| LoRA |" in report.stdout and "| Untrained head (baseline) |" in report.stdout
+    missing = run_cli("report", str(tmp_path / "nothing"))
+    assert missing.returncode == 2 and "Traceback" not in missing.stderr
