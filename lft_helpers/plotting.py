@@ -59,6 +59,40 @@ def plot_loss_curves(results: dict, path: str | Path, variant: str = "lora"):
     return _save(fig, path)
 
 
+def _overlap(a: dict, b: dict) -> bool:
+    lo_a, hi_a = a.get("accuracy_ci", (a["accuracy"],) * 2)
+    lo_b, hi_b = b.get("accuracy_ci", (b["accuracy"],) * 2)
+    return lo_a <= hi_b and lo_b <= hi_a
+
+
+def accuracy_finding(results: dict) -> str:
+    """The accuracy chart's headline: LoRA against full fine-tuning, or the best variant."""
+    runs = results["runs"]
+    if {"lora", "full"} <= set(runs):
+        lora, full = runs["lora"], runs["full"]
+        relation = "within" if _overlap(lora, full) else "outside"
+        return (
+            f"LoRA ({lora['accuracy']:.3f}) and full fine-tuning ({full['accuracy']:.3f}): "
+            f"{relation} each other's 95% interval"
+        )
+    best = max(runs, key=lambda n: runs[n]["accuracy"])
+    return f"{VARIANT_LABELS.get(best, best)} is most accurate ({runs[best]['accuracy']:.3f})"
+
+
+def params_finding(results: dict) -> str:
+    """The parameter chart's headline: what LoRA gives up for the parameters it does not train."""
+    runs = results["runs"]
+    if not {"lora", "full"} <= set(runs):
+        return "Accuracy against trainable parameters"
+    lora, full = runs["lora"], runs["full"]
+    gap = 100 * (full["accuracy"] - lora["accuracy"])
+    side = "below" if gap >= 0 else "above"
+    return (
+        f"LoRA trains {lora['trainable_pct']:.2g}% of the weights and lands "
+        f"{abs(gap):.1f} points {side} full fine-tuning"
+    )
+
+
 def plot_accuracy(results: dict, path: str | Path):
     """Accuracy of each variant with its 95% interval, against chance."""
     plt = _pyplot()
@@ -75,11 +109,7 @@ def plot_accuracy(results: dict, path: str | Path):
     ax.axhline(0.5, color="gray", ls=":", lw=1, label="chance")
     for i, a in enumerate(acc):
         ax.text(i, a / 2, f"{a:.3f}", ha="center", color="white", fontweight="bold")
-    best = names[max(range(len(acc)), key=acc.__getitem__)]
-    ax.set_title(
-        f"{VARIANT_LABELS.get(best, best)} is most accurate ({max(acc):.3f})\n{_caption(results)}",
-        fontsize=10,
-    )
+    ax.set_title(f"{accuracy_finding(results)}\n{_caption(results)}", fontsize=10)
     ax.set_ylabel("accuracy on eval reviews (95% CI)")
     ax.set_ylim(0, 1.05)
     ax.tick_params(axis="x", labelsize=8)
@@ -119,7 +149,7 @@ def plot_params_vs_accuracy(results: dict, path: str | Path):
     ax.set_xscale("log")
     ax.set_xlabel("trainable parameters (log scale)")
     ax.set_ylabel("accuracy")
-    ax.set_title(f"Accuracy against trainable parameters\n{_caption(results)}", fontsize=10)
+    ax.set_title(f"{params_finding(results)}\n{_caption(results)}", fontsize=10)
     ax.legend(fontsize=8, loc="lower right")
     return _save(fig, path)
 
@@ -193,6 +223,19 @@ def _budget_note(results: dict) -> str:
     )
 
 
+def sweep_finding(results: dict) -> str:
+    """The sweep's headline: accuracy at the smallest and largest query/value rank."""
+    runs = [r for name, r in results["runs"].items() if "all-linear" not in name]
+    if len(runs) < 2:
+        return "LoRA rank sweep"
+    low, high = min(runs, key=lambda r: r["r"]), max(runs, key=lambda r: r["r"])
+    trend = "rises" if high["accuracy"] > low["accuracy"] else "does not rise"
+    return (
+        f"Accuracy {trend} with rank: {low['accuracy']:.3f} at r={low['r']}, "
+        f"{high['accuracy']:.3f} at r={high['r']}"
+    )
+
+
 def plot_sweep(results: dict, path: str | Path):
     """LoRA rank sweep: accuracy (95% CI) against trainable parameters, each point labelled r."""
     plt = _pyplot()
@@ -230,12 +273,23 @@ def plot_sweep(results: dict, path: str | Path):
     ax.set_xlabel(f"trainable parameters (log scale): adapters{head_note}")
     ax.set_ylabel("accuracy on eval reviews (95% CI)")
     ax.set_title(
-        f"LoRA rank sweep: accuracy against trainable parameters\n{_caption(results)}\n"
-        f"{_budget_note(results)}",
-        fontsize=9,
+        f"{sweep_finding(results)}\n{_caption(results)}\n{_budget_note(results)}", fontsize=9
     )
     ax.legend(fontsize=8, loc="lower right")
     return _save(fig, path)
+
+
+def length_finding(table) -> str:
+    """The length chart's headline: accuracy on the shortest against the longest reviews."""
+    filled = table[table["reviews"] > 0]
+    if len(filled) < 2:
+        return "Accuracy by review length (untruncated tokens)"
+    first, last = filled["accuracy"].iloc[0], filled["accuracy"].iloc[-1]
+    verb = "falls" if last < first else "rises" if last > first else "stays"
+    return (
+        f"Accuracy {verb} from {first:.2f} on the shortest reviews to {last:.2f} on the longest "
+        "(untruncated tokens)"
+    )
 
 
 def plot_accuracy_by_length(table, path: str | Path, max_length: int | None = None):
@@ -258,7 +312,7 @@ def plot_accuracy_by_length(table, path: str | Path, max_length: int | None = No
     note = ""
     if max_length:
         note = f"\nhatched: bins holding reviews over max length {max_length}, seen truncated"
-    ax.set_title(f"Accuracy by review length (untruncated tokens){note}", fontsize=9)
+    ax.set_title(f"{length_finding(table)}{note}", fontsize=9)
     ax.set_xlabel("review length (tokens)")
     ax.set_ylabel("accuracy (95% CI)")
     ax.set_ylim(0, 1.05)
