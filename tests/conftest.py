@@ -104,21 +104,24 @@ def synthetic_data_dir(tmp_path_factory) -> Path:
     return write_dataset(tmp_path_factory.mktemp("synthetic-imdb"))
 
 
-@pytest.fixture
-def tiny_config(tiny_model_dir, synthetic_data_dir, tmp_path):
+def tiny_run_config(model_dir, data_dir, **overrides):
+    """The smoke preset on the tiny model and synthetic data; fp32 so runs compare exactly."""
     from lft_helpers.config import make_config
 
-    return make_config(
-        "smoke",
-        model=str(tiny_model_dir),
-        data=str(synthetic_data_dir),
+    values = dict(model=str(model_dir), data=str(data_dir), max_length=48, precision="fp32")
+    return make_config("smoke", **{**values, **overrides})
+
+
+@pytest.fixture
+def tiny_config(tiny_model_dir, synthetic_data_dir, tmp_path):
+    return tiny_run_config(
+        tiny_model_dir,
+        synthetic_data_dir,
         train_size=48,
         val_size=16,
         eval_size=40,
-        max_length=48,
         epochs=2.0,
         learning_rate=5e-3,
-        precision="fp32",
         output_dir=str(tmp_path / "run"),
     )
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from lft_helpers.config import make_config
+from conftest import tiny_run_config
 from lft_helpers.pipeline import run_experiment
 
 # Everything in a run's record that does not measure time or memory.
@@ -36,17 +36,14 @@ def adapter(path) -> dict:
 
 @pytest.fixture(scope="module")
 def results(tiny_model_dir, synthetic_data_dir, tmp_path_factory):
-    config = make_config(
-        "smoke",
-        model=str(tiny_model_dir),
-        data=str(synthetic_data_dir),
+    config = tiny_run_config(
+        tiny_model_dir,
+        synthetic_data_dir,
         train_size=32,
         val_size=16,
         eval_size=40,
-        max_length=48,
         epochs=1.0,
         learning_rate=5e-3,
-        precision="fp32",
     )
     root = tmp_path_factory.mktemp("reproducible")
     return run_twice_and_once_more(config, root), root

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from conftest import tiny_run_config
 from lft_helpers import reporting
-from lft_helpers.config import make_config
 from lft_helpers.errors import LFTError
 from lft_helpers.pipeline import prepare_data, run_experiment
 from lft_helpers.reporting import write_json_atomic
@@ -53,16 +53,14 @@ def test_the_scan_would_catch_a_violation():
 @pytest.fixture(scope="module")
 def trained(tiny_model_dir, synthetic_data_dir, tmp_path_factory):
     """Head, LoRA and full fine-tuning with checkpoints, on the tiny model (a few steps each)."""
-    config = make_config(
-        "smoke",
-        model=str(tiny_model_dir),
-        data=str(synthetic_data_dir),
+    config = tiny_run_config(
+        tiny_model_dir,
+        synthetic_data_dir,
         train_size=16,
         val_size=0,
         eval_size=16,
         max_length=32,
         epochs=1.0,
-        precision="fp32",
         save_steps=1,
         output_dir=str(tmp_path_factory.mktemp("safety") / "run"),
     )

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from lft_helpers.config import make_config
+from conftest import tiny_run_config
 from lft_helpers.modeling import all_linear_targets, load_model, wrap_with_lora
 from lft_helpers.pipeline import prepare_data
 from lft_helpers.shipping import (
@@ -30,15 +30,13 @@ def trained_looking(peft_model):
 
 
 def small_config(model_dir, data_dir, out):
-    return make_config(
-        "smoke",
-        model=str(model_dir),
-        data=str(data_dir),
+    return tiny_run_config(
+        model_dir,
+        data_dir,
         train_size=8,
         val_size=0,
         eval_size=24,
         max_length=32,
-        precision="fp32",
         output_dir=str(out),
     )
 
