@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .analysis import excerpt
+
 
 def peek_reviews(dataset, n: int = 3, chars: int = 220, seed: int = 0):
     """A few reviews, shortened, with their labels."""
@@ -16,14 +18,9 @@ def peek_reviews(dataset, n: int = 3, chars: int = 220, seed: int = 0):
     return pd.DataFrame(
         {
             "label": [names[dataset[int(i)]["label"]] for i in rows],
-            "review (start)": [_excerpt(dataset[int(i)]["text"], chars) for i in rows],
+            "review (start)": [excerpt(dataset[int(i)]["text"], chars) for i in rows],
         }
     )
-
-
-def _excerpt(text: str, chars: int) -> str:
-    text = " ".join(text.replace("<br />", " ").split())
-    return text if len(text) <= chars else text[: chars - 1].rsplit(" ", 1)[0] + " …"
 
 
 def class_balance(subsets):

@@ -153,10 +153,6 @@ def to_markdown(table) -> str:
     return "\n".join(lines)
 
 
-def print_table(results: dict) -> None:
-    print(format_table(comparison_table(results)))
-
-
 def describe_variant(name: str, record: dict) -> str:
     """One sentence with the numbers that matter for a variant."""
     label = VARIANT_LABELS.get(name, name)
