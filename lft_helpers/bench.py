@@ -27,6 +27,7 @@ from .data import load_imdb, stratified_indices, tokenize_dataset
 from .errors import LFTError
 from .evaluation import evaluate_model, predict_logits
 from .hub import display_name
+from .inference import inference_batch_size
 from .modeling import OFFLINE_ALIAS, load_model, load_tokenizer, model_label, wrap_with_lora
 from .runtime import (
     PeakMemory,
@@ -71,9 +72,14 @@ class BenchSettings:
     memory: bool = True
     threads: int = 0
     keep_freed_memory: bool = True
+    fast_batch_size: int = 0
+    breakdown: bool = True
+    compile: bool = True
 
 
 def check_settings(settings: BenchSettings) -> None:
+    if settings.fast_batch_size < 0:
+        raise LFTError("Bench option --fast-batch-size must be 0 (automatic) or more.")
     for name in ("reviews", "max_length", "train_steps"):
         if getattr(settings, name) < 1:
             raise LFTError(f"Bench option --{name.replace('_', '-')} must be 1 or more.")
@@ -233,43 +239,85 @@ def compare_eval(naive: dict, fast: dict, accuracy_shown: bool) -> dict:
     """Speed-up and how far the fast path's predictions moved from the naive ones."""
     same = naive["logits"].argmax(-1) == fast["logits"].argmax(-1)
     gap = abs(naive["accuracy"] - fast["accuracy"]) * 100
-    out = {
-        "naive": {k: v for k, v in naive.items() if k != "logits"},
-        "fast": {k: v for k, v in fast.items() if k != "logits"},
+    return {
+        "naive": strip_step(naive, accuracy_shown),
+        "fast": strip_step(fast, accuracy_shown),
         "speedup": round(fast["samples_per_s"] / naive["samples_per_s"], 3),
         "prediction_agreement": round(float(same.mean()), 4),
         "max_abs_logit_diff": round(float(np.abs(naive["logits"] - fast["logits"]).max()), 5),
         "accuracy_gap_points": round(gap, 3) if accuracy_shown else None,
     }
-    if not accuracy_shown:
-        out["naive"]["accuracy"] = out["fast"]["accuracy"] = None
-    return out
 
 
-def measure_eval_pair(spec, config, dataset, tokenizer, adapter=None, log=print) -> dict:
-    """Naive (unmerged adapter, padded, fp32, unsorted) then fast (merged, sorted, dynamic)."""
-    model = build_lora_model(spec, config, adapter)
-    log(f"  eval naive: {len(dataset)} reviews, padded to {config.max_length}, fp32, unmerged")
-    batch = config.eval_batch_size
-    naive = measure_eval(model, dataset, tokenizer, batch, "fp32", config.max_length)
-    merged = model.merge_and_unload()  # inference needs no separate adapter matmuls
-    precision = resolve_precision(config.precision)
-    log(f"  eval fast: sorted, dynamic padding, {precision}, merged adapter")
-    fast = measure_eval(merged, dataset, tokenizer, batch, precision)
-    # FLOPs of the function both compute: the merged model on the real (unpadded) tokens.
-    shape = matmul_shape(merged)
-    lengths = np.array([len(ids) for ids in dataset["input_ids"]])
+def eval_step(label: str, result: dict, shape: dict, lengths, max_length: int | None) -> dict:
+    """One rung of the evaluation ladder, with its GFLOP/s on the real and the computed tokens."""
     useful = float(review_flops(shape, lengths).sum())
-    padded = float(review_flops(shape, np.full(len(lengths), config.max_length)).sum())
-    naive = add_flop_rates(naive, useful, padded)
-    fast = add_flop_rates(fast, useful, sum(padded_flops(shape, lengths, batch)))
+    if max_length:
+        executed = float(review_flops(shape, np.full(len(lengths), max_length)).sum())
+    else:
+        executed = sum(padded_flops(shape, lengths, result["batch_size"]))
+    return {"step": label, **add_flop_rates(result, useful, executed)}
+
+
+def measure_eval_steps(spec, config, dataset, tokenizer, settings, adapter=None, log=print):
+    """Evaluation from the naive configuration to the fast path, one speed-up at a time.
+
+    Naive: unmerged adapter, every review padded to `max_length`, fp32, unsorted. Then, each on
+    top of the last: sorted batches with dynamic padding; autocast; the adapter merged and the
+    weights cast; row-wise attention at the inference batch size; compiled with frozen weights.
+    Without `settings.breakdown` only the first and the last are measured.
+    """
+    from .inference import cast_weights, compile_for_inference, prepare_inference_model
+
+    model = build_lora_model(spec, config, adapter)
+    lengths = np.array([len(ids) for ids in dataset["input_ids"]])
+    precision, batch = resolve_precision(config.precision), config.eval_batch_size
+    fast_batch = settings.fast_batch_size or inference_batch_size(device_name())
+    sample = dataset.select(range(min(fast_batch, len(dataset))))
+    raw = []
+
+    def measure(label, subject, batch_size, step_precision, pad_to=None):
+        log(f"  eval {label}")
+        result = measure_eval(subject, dataset, tokenizer, batch_size, step_precision, pad_to)
+        raw.append((label, result, pad_to))
+
+    naive = f"naive: padded to {config.max_length}, fp32, unsorted, unmerged"
+    measure(naive, model, batch, "fp32", config.max_length)
+    if settings.breakdown:
+        measure("sorted batches, dynamic padding", model, batch, "fp32")
+        measure(f"+ {precision} autocast", model, batch, precision)
+    merged = cast_weights(model.merge_and_unload(), precision)
+    if settings.breakdown:
+        measure(f"+ adapter merged, {precision} weights", merged, batch, precision)
+    ready, info = prepare_inference_model(merged, sample, tokenizer, precision, False, fast_batch)
+    if settings.breakdown or not settings.compile:
+        measure(
+            f"+ {info['attention']} attention, batch {fast_batch}", ready, fast_batch, precision
+        )
+    if settings.compile:
+        ready, compiled = compile_for_inference(ready, sample, tokenizer, fast_batch)
+        info.update(compiled)
+        if compiled["compiled"]:
+            measure("+ compiled, frozen weights", ready, fast_batch, precision)
+    # FLOPs of the function every step computes: the merged model on the real tokens.
+    shape = matmul_shape(merged)
+    steps = [eval_step(label, result, shape, lengths, pad_to) for label, result, pad_to in raw]
     return {
-        **compare_eval(naive, fast, spec != RANDOM_DISTILBERT),
+        **compare_eval(steps[0], steps[-1], spec != RANDOM_DISTILBERT),
+        "steps": [strip_step(step, spec != RANDOM_DISTILBERT) for step in steps],
+        "inference": info,
         "accuracy_meaningful": bool(adapter) and spec != RANDOM_DISTILBERT,
         "accuracy_note": accuracy_note(spec, adapter),
-        "flops_per_review_gflop": round(useful / len(lengths) / 1e9, 4),
+        "flops_per_review_gflop": round(float(review_flops(shape, lengths).mean()) / 1e9, 4),
         "matmul_shape": shape,
     }
+
+
+def strip_step(step: dict, accuracy_shown: bool) -> dict:
+    out = {k: v for k, v in step.items() if k != "logits"}
+    if not accuracy_shown:
+        out["accuracy"] = None
+    return out
 
 
 def padded_flops(shape: dict, lengths, batch_size: int):
@@ -508,7 +556,7 @@ def bench_model(spec: str, settings: BenchSettings, log=print) -> dict:
         "reviews": len(dataset),
         "tokens": describe_tokens(dataset, config.max_length),
     }
-    report["eval"] = measure_eval_pair(spec, config, dataset, tokenizer, adapter, log)
+    report["eval"] = measure_eval_steps(spec, config, dataset, tokenizer, settings, adapter, log)
     pad_id = tokenizer.pad_token_id
     steps, warmup = settings.train_steps, settings.warmup_steps
     report["train"] = measure_training_pair(spec, config, dataset, pad_id, steps, warmup, log)
@@ -553,8 +601,8 @@ def best_peaks(first: dict, second: dict) -> dict:
 
 def add_peak_fractions(report: dict, peaks: dict) -> None:
     """Each evaluation's GFLOP/s as a fraction of the matmul peak at its own precision."""
-    for path in ("naive", "fast"):
-        entry = report["eval"][path]
+    ev = report["eval"]
+    for entry in (ev["naive"], ev["fast"], *ev["steps"]):
         peak = peaks[entry["precision"]]["gflops"]
         entry["fraction_of_peak"] = round(entry["gflops_useful"] / peak, 4)
         entry["executed_fraction_of_peak"] = round(entry["gflops_executed"] / peak, 4)
@@ -621,6 +669,7 @@ def format_model(name: str, m: dict) -> list[str]:
         _row("accuracy", ev["naive"]["accuracy"], ev["fast"]["accuracy"], "{:.4f}", None),
         _row("train samples/s", tr["naive"]["samples_per_s"], tr["fast"]["samples_per_s"]),
         f"  prediction agreement {ev['prediction_agreement']:.4f}; {ev['accuracy_note']}",
+        *format_steps(ev),
     ]
     if "memory" in m:
         lora, full = m["memory"]["lora"], m["memory"]["full"]
@@ -631,6 +680,25 @@ def format_model(name: str, m: dict) -> list[str]:
         ]
     failed = [k for k, c in m["checks"].items() if c["met"] is False]
     lines.append(f"  targets missed: {', '.join(failed) if failed else 'none'}")
+    return lines
+
+
+def format_steps(ev: dict) -> list[str]:
+    """The evaluation ladder: samples/s, gain over the step before, and share of the peak."""
+    lines = [f"  {'eval, step by step':58}{'samples/s':>10}{'gain':>8}{'% peak':>8}"]
+    previous = None
+    for step in ev["steps"]:
+        gain = step["samples_per_s"] / previous if previous else None
+        lines.append(
+            f"    {step['step']:56}{step['samples_per_s']:>10.1f}{_fmt(gain, '{:.2f}x'):>8}"
+            f"{_fmt(100 * step.get('fraction_of_peak', 0), '{:.1f}'):>8}"
+        )
+        previous = step["samples_per_s"]
+    info = ev["inference"]
+    if info.get("compiled"):
+        lines.append(f"    (one-off compile: {info['compile_s']:.1f} s, not in the samples/s)")
+    elif "compile_error" in info:
+        lines.append(f"    (not compiled: {info['compile_error']})")
     return lines
 
 
@@ -693,6 +761,20 @@ def add_bench_flags(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="let glibc return freed memory to the OS (slower CPU training; default: keep it)",
     )
+    parser.add_argument(
+        "--fast-batch-size",
+        type=int,
+        default=0,
+        help="fast path's inference batch size (default: 16 on a CPU, 64 on a GPU)",
+    )
+    parser.add_argument(
+        "--no-breakdown",
+        action="store_true",
+        help="measure only the naive and the fast evaluation, not each step between",
+    )
+    parser.add_argument(
+        "--no-compile", action="store_true", help="leave the fast path's model uncompiled"
+    )
     parser.add_argument("--output", help="JSON path (default results/bench-<device>.json)")
 
 
@@ -712,6 +794,9 @@ def settings_from_args(args) -> BenchSettings:
         memory=not args.no_memory,
         threads=args.threads,
         keep_freed_memory=not args.default_allocator,
+        fast_batch_size=args.fast_batch_size,
+        breakdown=not args.no_breakdown,
+        compile=not args.no_compile,
     )
 
 

@@ -50,6 +50,8 @@ def predict_logits(
     precision = resolve_precision(precision)
     device = device_name()
     model.eval().to(device)
+    if next(model.parameters()).dtype != torch.float32:
+        precision = "fp32"  # weights already cast (inference.cast_weights): no autocast
     input_ids = dataset["input_ids"]
     lengths = np.array([len(ids) for ids in input_ids])
     logits = np.zeros((len(lengths), model.config.num_labels), dtype=np.float32)

@@ -130,6 +130,12 @@ def test_bench_command_runs_end_to_end(tiny_model_dir, synthetic_data_dir, tmp_p
     assert model["eval"]["naive"]["padding"] == "max_length 48"
     assert model["eval"]["prediction_agreement"] == 1.0  # fp32: merging and padding change nothing
     assert model["eval"]["fast"]["fraction_of_peak"] > 0
+    steps = model["eval"]["steps"]
+    assert steps[0]["step"].startswith("naive") and steps[0] == {**model["eval"]["naive"]}
+    assert steps[-1] == model["eval"]["fast"] and len(steps) in (5, 6)  # 6 when compiled
+    assert model["eval"]["inference"]["attention"] == "lft_rowwise"
+    assert all(step["fraction_of_peak"] > 0 for step in steps)
+    assert "eval, step by step" in done.stdout
     assert model["train"]["fast"]["computed_tokens"] < model["train"]["naive"]["computed_tokens"]
     memory = model["memory"]
     assert 0 < memory["lora"]["grad_bytes"] < memory["full"]["grad_bytes"]
