@@ -74,7 +74,7 @@ class BenchSettings:
     keep_freed_memory: bool = True
     fast_batch_size: int = 0
     breakdown: bool = True
-    compile: bool = True
+    compile: bool = False
 
 
 def check_settings(settings: BenchSettings) -> None:
@@ -773,7 +773,9 @@ def add_bench_flags(parser: argparse.ArgumentParser) -> None:
         help="measure only the naive and the fast evaluation, not each step between",
     )
     parser.add_argument(
-        "--no-compile", action="store_true", help="leave the fast path's model uncompiled"
+        "--compile",
+        action="store_true",
+        help="add a last step: the fast model compiled with frozen weights (torch.compile)",
     )
     parser.add_argument("--output", help="JSON path (default results/bench-<device>.json)")
 
@@ -796,7 +798,7 @@ def settings_from_args(args) -> BenchSettings:
         keep_freed_memory=not args.default_allocator,
         fast_batch_size=args.fast_batch_size,
         breakdown=not args.no_breakdown,
-        compile=not args.no_compile,
+        compile=args.compile,
     )
 
 

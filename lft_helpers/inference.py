@@ -3,9 +3,9 @@
 On a CPU, PyTorch's fused attention kernel runs its small per-head products far below the
 machine's matmul peak when heads are narrow (MiniLM's are 32 wide): in the benchmark it took
 more time than every linear layer together. Attending one review at a time instead keeps each
-review's score matrix in cache, lets each product run as one batched bf16 matmul, and lets a
-padded review skip its padding keys outright. It is registered with transformers' attention
-interface and used only for inference on the CPU; anything else goes to the stock SDPA.
+review's score matrix in cache, lets each product run as one batched bf16 matmul, and masks a
+review's padding by filling only its padding columns. It is registered with transformers'
+attention interface and used only for inference on the CPU; all else goes to the stock SDPA.
 """
 
 from __future__ import annotations
@@ -47,14 +47,16 @@ def rowwise_attention(
     query = query * (query.shape[-1] ** -0.5 if scaling is None else scaling)
     lengths = None if attention_mask is None else key_lengths(attention_mask, key.shape[2])
     out = torch.empty_like(query)
+    lowest = torch.finfo(query.dtype).min
     for row in range(query.shape[0]):
-        keys, values = key[row], value[row]
-        if lengths is not None:  # padding keys are simply left out
-            keys, values = keys[:, : lengths[row]], values[:, : lengths[row]]
-        scores = torch.matmul(query[row], keys.transpose(-1, -2))
-        if attention_mask is not None and lengths is None:
-            scores = scores.masked_fill(~attention_mask[row], torch.finfo(scores.dtype).min)
-        out[row] = torch.matmul(torch.softmax(scores, dim=-1), values)
+        scores = torch.matmul(query[row], key[row].transpose(-1, -2))
+        if lengths is not None:
+            # Only the padding columns are filled. Slicing them off instead would give every
+            # review its own matmul shape, and oneDNN compiles a kernel for each new shape.
+            scores[..., lengths[row] :] = lowest
+        elif attention_mask is not None:
+            scores = scores.masked_fill(~attention_mask[row], lowest)
+        out[row] = torch.matmul(torch.softmax(scores, dim=-1), value[row])
     return out.transpose(1, 2).contiguous(), None
 
 
@@ -112,14 +114,16 @@ def compile_for_inference(model, sample, tokenizer, batch_size: int):
 
 
 def prepare_inference_model(
-    model, sample, tokenizer, precision="auto", compile=True, batch_size=None
+    model, sample, tokenizer, precision="auto", compile=False, batch_size=None
 ) -> tuple:
     """A merged model made ready for pure inference, and a record of what was done.
 
     Casts the weights (in place: pass a model used for nothing else, such as a merged copy),
-    switches to row-wise attention on the CPU and, if `compile`, compiles with frozen weights,
-    which lets the compiler fuse bias, GELU and LayerNorm into their neighbours. The compile
-    runs here, on the `sample` reviews, so its one-off cost stays out of any throughput.
+    switches to row-wise attention on the CPU and, if `compile`, compiles with frozen weights
+    so the compiler can fuse bias, GELU and LayerNorm into their neighbours. Compiling is off by
+    default: on the 2-core CPU the compiled model was no faster (`bench --compile` measures it).
+    The compile runs here, on the `sample` reviews, so its one-off cost stays out of any
+    throughput.
     """
     batch_size = batch_size or inference_batch_size(device_name())
     model = cast_weights(model, precision)

@@ -132,7 +132,7 @@ def test_bench_command_runs_end_to_end(tiny_model_dir, synthetic_data_dir, tmp_p
     assert model["eval"]["fast"]["fraction_of_peak"] > 0
     steps = model["eval"]["steps"]
     assert steps[0]["step"].startswith("naive") and steps[0] == {**model["eval"]["naive"]}
-    assert steps[-1] == model["eval"]["fast"] and len(steps) in (5, 6)  # 6 when compiled
+    assert steps[-1] == model["eval"]["fast"] and len(steps) == 5
     assert model["eval"]["inference"]["attention"] == "lft_rowwise"
     assert all(step["fraction_of_peak"] > 0 for step in steps)
     assert "eval, step by step" in done.stdout
@@ -144,7 +144,9 @@ def test_bench_command_runs_end_to_end(tiny_model_dir, synthetic_data_dir, tmp_p
     assert set(model["checks"]) >= set(bench.TARGETS)
 
 
-@pytest.mark.parametrize("option", ["--reviews=0", "--adapter=/nonexistent"])
+@pytest.mark.parametrize(
+    "option", ["--reviews=0", "--adapter=/nonexistent", "--fast-batch-size=-1"]
+)
 def test_bad_bench_options_fail_with_one_line(option, tmp_path):
     done = subprocess.run(
         [sys.executable, "-m", "lft_helpers", "bench", option, "--output", str(tmp_path / "b")],

@@ -160,6 +160,8 @@ def test_failed_compile_leaves_the_eager_model(tiny_config, monkeypatch):
 
     monkeypatch.setattr(torch, "compile", no_compiler)
     sample = prepared.eval.select(range(4))
-    fast, info = inference.prepare_inference_model(model, sample, prepared.tokenizer, "fp32")
+    fast, info = inference.prepare_inference_model(
+        model, sample, prepared.tokenizer, "fp32", compile=True
+    )
     assert fast is model and info["compiled"] is False
     assert info["compile_error"] == "RuntimeError: no C++ compiler found"
