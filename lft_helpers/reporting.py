@@ -253,3 +253,24 @@ def summary_markdown(results: dict, sweep: dict | None = None) -> str:
             f"{max(accs):.3f}; the best was {best[0]} ({best[1]['accuracy']:.3f})."
         )
     return "\n".join(lines)
+
+
+def describe_inference_speed(speed: dict) -> str:
+    """One line per inference path of `shipping.compare_inference_speed`."""
+    how = speed["prepared_with"]
+    labels = {
+        "unmerged": "unmerged adapter",
+        "merged": "merged",
+        "prepared": f"merged, {how['weights']} weights, {how['attention']} attention",
+    }
+    lines = [f"inference on {speed['reviews']} reviews:"]
+    for path, label in labels.items():
+        entry = speed[path]
+        line = f"  {label}, batch {entry['batch_size']}: {entry['samples_per_second']:.1f}/s"
+        if "speedup" in entry:
+            line += (
+                f" ({entry['speedup']:.2f}x, {entry['same_predictions']:.2%} of predictions "
+                "as unmerged)"
+            )
+        lines.append(line)
+    return "\n".join(lines)

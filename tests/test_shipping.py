@@ -131,11 +131,15 @@ def test_pipeline_loads_any_saved_merged_model(shipped):
     assert again[0]["score"] == pytest.approx(report["pipeline"][0]["score"], abs=1e-6)
 
 
-def test_speed_is_measured_for_both(shipped):
+def test_speed_is_measured_for_every_path(shipped):
     speed = shipped[3]["speed"]
-    assert speed["merged"]["samples_per_second"] > 0
-    assert speed["unmerged"]["samples_per_second"] > 0
+    for path in ("unmerged", "merged", "prepared"):
+        assert speed[path]["samples_per_second"] > 0
     assert speed["reviews"] == 20
+    # fp32 (the test's precision): merging and row-wise attention change no prediction.
+    assert speed["merged"]["same_predictions"] == speed["prepared"]["same_predictions"] == 1.0
+    assert speed["prepared_with"]["attention"] == "lft_rowwise"
+    assert speed["prepared"]["batch_size"] == 16
 
 
 def test_bert_pooler_and_classifier_survive_merging(tiny_bert_dir, synthetic_data_dir, tmp_path):
@@ -149,3 +153,12 @@ def test_bert_pooler_and_classifier_survive_merging(tiny_bert_dir, synthetic_dat
     assert not torch.equal(merged.bert.pooler.dense.weight, original_pooler)
     diff = compare_logits(model, merged, prepared.eval, prepared.tokenizer)
     assert diff["max_abs_diff"] < 1e-4
+
+
+def test_inference_speed_reads_as_one_line_per_path(shipped):
+    from lft_helpers.reporting import describe_inference_speed
+
+    text = describe_inference_speed(shipped[3]["speed"])
+    lines = text.splitlines()
+    assert lines[0] == "inference on 20 reviews:" and len(lines) == 4
+    assert "lft_rowwise attention, batch 16" in lines[3] and "100.00% of predictions" in lines[3]
