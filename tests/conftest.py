@@ -70,10 +70,32 @@ def write_dataset(directory: Path, n_train=120, n_test=80, fmt="parquet", seed=0
     return directory
 
 
+def tiny_distilbert_config(**overrides):
+    """A 2-layer, 32-wide DistilBERT configuration; `overrides` change any field."""
+    from transformers import DistilBertConfig
+
+    values = dict(dim=32, hidden_dim=64, n_layers=2, n_heads=2, max_position_embeddings=64)
+    return DistilBertConfig(**{**values, **overrides})
+
+
+def tiny_bert_config(**overrides):
+    """A 2-layer, 32-wide BERT configuration (with a pooler); `overrides` change any field."""
+    from transformers import BertConfig
+
+    values = dict(
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=64,
+    )
+    return BertConfig(**{**values, **overrides})
+
+
 def build_tiny_distilbert(directory: Path, seed: int = 0) -> Path:
     """A 2-layer random DistilBERT and a WordPiece tokenizer over the synthetic vocabulary."""
     import torch
-    from transformers import DistilBertConfig, DistilBertModel, DistilBertTokenizerFast
+    from transformers import DistilBertModel, DistilBertTokenizerFast
 
     directory.mkdir(parents=True, exist_ok=True)
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *POSITIVE, *NEGATIVE, *NEUTRAL]
@@ -81,14 +103,7 @@ def build_tiny_distilbert(directory: Path, seed: int = 0) -> Path:
     tokenizer = DistilBertTokenizerFast(vocab_file=str(directory / "vocab.txt"))
     tokenizer.model_max_length = 128
     torch.manual_seed(seed)
-    config = DistilBertConfig(
-        vocab_size=len(vocab),
-        dim=32,
-        hidden_dim=64,
-        n_layers=2,
-        n_heads=2,
-        max_position_embeddings=128,
-    )
+    config = tiny_distilbert_config(vocab_size=len(vocab), max_position_embeddings=128)
     DistilBertModel(config).save_pretrained(str(directory))
     tokenizer.save_pretrained(str(directory))
     return directory

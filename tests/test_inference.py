@@ -6,43 +6,24 @@ import shutil
 import numpy as np
 import pytest
 
+from conftest import tiny_bert_config, tiny_distilbert_config
 from lft_helpers import inference
 from lft_helpers.evaluation import predict_logits
 from lft_helpers.pipeline import prepare_data
 
 
 def tiny_classifier(kind: str, seed: int = 0):
-    """A random 2-layer BERT or DistilBERT classifier (the two attention modules we rely on)."""
+    """A random 2-layer BERT or DistilBERT classifier (the two attention modules we rely on),
+    initialised wide so attention is peaked and a wrong mask shows in the outputs."""
     import torch
-    from transformers import (
-        BertConfig,
-        BertForSequenceClassification,
-        DistilBertConfig,
-        DistilBertForSequenceClassification,
-    )
+    from transformers import BertForSequenceClassification, DistilBertForSequenceClassification
 
     torch.manual_seed(seed)
+    shape = dict(vocab_size=60, initializer_range=0.5)
     if kind == "bert":
-        config = BertConfig(
-            vocab_size=60,
-            hidden_size=32,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            intermediate_size=64,
-            max_position_embeddings=64,
-            num_labels=2,
-            initializer_range=0.5,  # peaked attention, so a wrong mask shows in the outputs
-        )
+        config = tiny_bert_config(num_attention_heads=4, num_labels=2, **shape)
         return BertForSequenceClassification(config).eval()
-    config = DistilBertConfig(
-        vocab_size=60,
-        dim=32,
-        hidden_dim=64,
-        n_layers=2,
-        n_heads=4,
-        max_position_embeddings=64,
-        initializer_range=0.5,
-    )
+    config = tiny_distilbert_config(n_heads=4, num_labels=2, **shape)
     return DistilBertForSequenceClassification(config).eval()
 
 

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from conftest import tiny_run_config
+from conftest import tiny_bert_config, tiny_run_config
 from lft_helpers.modeling import all_linear_targets, load_model, wrap_with_lora
 from lft_helpers.pipeline import prepare_data
 from lft_helpers.shipping import (
@@ -44,20 +44,13 @@ def small_config(model_dir, data_dir, out):
 @pytest.fixture(scope="module")
 def tiny_bert_dir(tiny_model_dir, tmp_path_factory):
     """A 2-layer random BERT (pooler + classifier head) with the tiny WordPiece vocabulary."""
-    from transformers import BertConfig, BertModel, BertTokenizerFast
+    from transformers import BertModel, BertTokenizerFast
 
     directory = tmp_path_factory.mktemp("tiny-bert")
     tokenizer = BertTokenizerFast(vocab_file=str(tiny_model_dir / "vocab.txt"))
     tokenizer.model_max_length = 64
     torch.manual_seed(0)
-    config = BertConfig(
-        vocab_size=tokenizer.vocab_size,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=64,
-    )
+    config = tiny_bert_config(vocab_size=tokenizer.vocab_size)
     BertModel(config).save_pretrained(str(directory))
     tokenizer.save_pretrained(str(directory))
     return directory

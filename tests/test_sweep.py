@@ -4,6 +4,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from conftest import tiny_bert_config
 from lft_helpers import cli, modeling
 from lft_helpers.config import make_config
 from lft_helpers.errors import LFTError
@@ -15,17 +16,10 @@ from lft_helpers.sweep import check_prepared, run_slug, sweep_config, sweep_tabl
 def tiny_bert():
     """A 2-layer random BERT classifier: its pooler and its encoder both use `dense`."""
     import torch
-    from transformers import BertConfig, BertForSequenceClassification
+    from transformers import BertForSequenceClassification
 
     torch.manual_seed(0)
-    config = BertConfig(
-        vocab_size=40,
-        hidden_size=16,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=32,
-        max_position_embeddings=64,
-    )
+    config = tiny_bert_config(vocab_size=40, hidden_size=16, intermediate_size=32)
     return BertForSequenceClassification(config)
 
 
