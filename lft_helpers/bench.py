@@ -290,15 +290,15 @@ def measure_eval_steps(spec, config, dataset, tokenizer, settings, adapter=None,
     if settings.breakdown:
         measure(f"+ adapter merged, {precision} weights", merged, batch, precision)
     ready, info = prepare_inference_model(merged, sample, tokenizer, precision, False, fast_batch)
-    if settings.breakdown or not settings.compile:
-        measure(
-            f"+ {info['attention']} attention, batch {fast_batch}", ready, fast_batch, precision
-        )
-    if settings.compile:
-        ready, compiled = compile_for_inference(ready, sample, tokenizer, fast_batch)
-        info.update(compiled)
-        if compiled["compiled"]:
-            measure("+ compiled, frozen weights", ready, fast_batch, precision)
+    compiled = ready
+    if settings.compile:  # the eager model stays, and is measured too where compiling failed
+        compiled, outcome = compile_for_inference(ready, sample, tokenizer, fast_batch)
+        info.update(outcome)
+    if settings.breakdown or not info["compiled"]:
+        label = f"+ {info['attention']} attention, batch {fast_batch}"
+        measure(label, ready, fast_batch, precision)
+    if info["compiled"]:
+        measure("+ compiled, frozen weights", compiled, fast_batch, precision)
     # FLOPs of the function every step computes: the merged model on the real tokens.
     shape = matmul_shape(merged)
     steps = [eval_step(label, result, shape, lengths, pad_to) for label, result, pad_to in raw]

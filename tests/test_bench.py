@@ -156,3 +156,24 @@ def test_bad_bench_options_fail_with_one_line(option, tmp_path):
     )
     assert done.returncode == 2
     assert done.stderr.startswith("error: ") and "Traceback" not in done.stderr
+
+
+def test_failed_compile_still_measures_the_eager_fast_path(tiny_config, monkeypatch):
+    import torch
+
+    prepared = prepare_data(tiny_config)
+    settings = bench.BenchSettings(breakdown=False, compile=True)
+
+    def no_compiler(*args, **kwargs):
+        raise RuntimeError("no C++ compiler found")
+
+    monkeypatch.setattr(torch, "compile", no_compiler)
+    ev = bench.measure_eval_steps(
+        tiny_config.model, tiny_config, prepared.eval, prepared.tokenizer, settings, log=print
+    )
+    assert [step["step"].split(":")[0] for step in ev["steps"]] == [
+        "naive",
+        "+ lft_rowwise attention, batch 16",
+    ]
+    assert ev["inference"]["compile_error"] == "RuntimeError: no C++ compiler found"
+    assert ev["fast"]["samples_per_s"] > 0 and ev["prediction_agreement"] == 1.0
