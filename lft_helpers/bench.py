@@ -37,6 +37,7 @@ from .runtime import (
     keep_freed_memory,
     peak_rss_mb,
     resolve_precision,
+    torch_dtype,
 )
 
 # DistilBERT-base's shape with random weights: speed does not depend on the weights, and the
@@ -160,7 +161,7 @@ def measure_matmul_peak(precision: str = "fp32", size: int | None = None, repeat
 
     device = device_name()
     size = size or (8192 if device == "cuda" else 2048)
-    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+    dtype = torch_dtype(precision)
     a = torch.randn(size, size, device=device).to(dtype)
     b = torch.randn(size, size, device=device).to(dtype)
     best = float("inf")

@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 
 from .evaluation import predict_logits
-from .runtime import device_name, resolve_precision
+from .runtime import device_name, resolve_precision, torch_dtype
 
 ROWWISE = "lft_rowwise"
 
@@ -81,11 +81,8 @@ def inference_batch_size(device: str) -> int:
 
 def cast_weights(model, precision: str = "auto"):
     """The model with its weights in `precision`, so no per-call autocast is needed."""
-    import torch
-
-    precision = resolve_precision(precision)
-    dtypes = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-    return model.eval().to(device=device_name(), dtype=dtypes[precision])
+    dtype = torch_dtype(resolve_precision(precision))
+    return model.eval().to(device=device_name(), dtype=dtype)
 
 
 def use_rowwise_attention(model) -> bool:

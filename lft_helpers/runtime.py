@@ -36,14 +36,20 @@ def resolve_precision(requested: str = "auto") -> str:
     return "bf16" if cpu_supports_bf16() else "fp32"
 
 
+def torch_dtype(precision: str):
+    """The torch dtype of a resolved precision name: fp32, bf16 or fp16."""
+    import torch
+
+    return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+
+
 def autocast(precision: str):
     """An autocast context for `precision` on the current device (no-op for fp32)."""
     import torch
 
     if precision == "fp32":
         return contextlib.nullcontext()
-    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
-    return torch.autocast(device_type=device_name(), dtype=dtype)
+    return torch.autocast(device_type=device_name(), dtype=torch_dtype(precision))
 
 
 def cpu_name() -> str:

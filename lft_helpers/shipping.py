@@ -9,7 +9,9 @@ import numpy as np
 
 from .data import LABEL_NAMES, load_imdb, tokenize_dataset
 from .evaluation import compute_metrics, predict_logits
+from .inference import inference_batch_size, prepare_inference_model
 from .reporting import load_results
+from .runtime import device_name
 
 
 def load_adapter(adapter_dir: str | Path):
@@ -161,9 +163,7 @@ def compare_inference_speed(unmerged, merged, dataset, tokenizer, batch_size=64,
     each faster path shares with the unmerged model."""
     import copy
 
-    from .inference import prepare_inference_model
-
-    sample = dataset.select(range(min(16, len(dataset))))
+    sample = dataset.select(range(min(inference_batch_size(device_name()), len(dataset))))
     ready, how = prepare_inference_model(copy.deepcopy(merged), sample, tokenizer, precision)
     speeds = {
         "unmerged": time_inference(unmerged, dataset, tokenizer, batch_size, precision),
