@@ -1,17 +1,22 @@
-"""Where the model goes wrong: confusion table, most confident mistakes, accuracy by length.
+"""Where the model goes wrong: confusion table, most confident mistakes, accuracy by length,
+and the two tests that decide whether a difference is worth a sentence.
 
 Every function takes plain arrays (labels, positive-class probabilities as stored per eval review
-in the results file, token counts) and returns a DataFrame; plotting lives in plotting.py.
+in the results file, token counts) and returns a DataFrame or numbers; plotting lives in
+plotting.py, sentences in reporting.py.
 """
 
 from __future__ import annotations
 
 import re
+import textwrap
 
 import numpy as np
+from scipy.stats import binomtest
+from sklearn.metrics import confusion_matrix
 
-from .data import LABEL_NAMES
 from .evaluation import accuracy_interval
+from .labels import LABEL_NAMES
 
 LENGTH_BINS = (128, 256, 512)
 
@@ -25,8 +30,7 @@ def confusion_table(labels, positive_prob):
     """Counts of true (rows) against predicted (columns) labels, with label names."""
     import pandas as pd
 
-    labels, preds = np.asarray(labels), predicted_labels(positive_prob)
-    counts = [[int(np.sum((labels == t) & (preds == p))) for p in (0, 1)] for t in (0, 1)]
+    counts = confusion_matrix(np.asarray(labels), predicted_labels(positive_prob), labels=[0, 1])
     names = [n.lower() for n in LABEL_NAMES]
     return pd.DataFrame(
         counts,
@@ -36,12 +40,27 @@ def confusion_table(labels, positive_prob):
 
 
 def excerpt(text: str, chars: int = 200) -> str:
-    """The start of a review on one line, IMDb's `<br />` tags removed, cut at a word."""
-    flat = re.sub(r"\s+", " ", re.sub(r"<br\s*/?>", " ", text)).strip()
-    if len(flat) <= chars:
-        return flat
-    cut = flat[:chars].rsplit(" ", 1)[0] or flat[:chars]
-    return cut + " …"
+    """The start of a review on one line, IMDb's `<br />` tags removed, cut at a word so that
+    it holds at most `chars` characters, the closing " …" included."""
+    return textwrap.shorten(re.sub(r"<br\s*/?>", " ", text), width=chars, placeholder=" …")
+
+
+def split_p_value(a: int, b: int) -> float:
+    """Two-sided binomial test: how likely counts as uneven as `a` against `b` are when each
+    event is equally likely to fall either way (1.0 when there are none)."""
+    return float(binomtest(a, a + b).pvalue) if a + b else 1.0
+
+
+def discordant_counts(correct_a: int, correct_b: int, positive_prob_a, positive_prob_b):
+    """Reviews only model A gets right, and reviews only model B gets right (McNemar's b, c).
+
+    Where two binary classifiers disagree, exactly one is right; so the disagreements `d` and the
+    difference in correct answers give both counts (b + c = d, b - c = correct_a - correct_b)
+    without the labels, which the results file does not store.
+    """
+    disagree = int(np.sum(predicted_labels(positive_prob_a) != predicted_labels(positive_prob_b)))
+    only_a = min(max(round((disagree + correct_a - correct_b) / 2), 0), disagree)
+    return only_a, disagree - only_a
 
 
 def confident_mistakes(texts, labels, positive_prob, k: int = 5, excerpt_chars: int = 200):
@@ -104,3 +123,20 @@ def accuracy_by_length(token_counts, labels, positive_prob, bins=LENGTH_BINS):
     table = pd.DataFrame(rows).set_index("length (tokens)")
     table["max tokens"] = table["max tokens"].astype("Int64")  # the open last bin has none
     return table
+
+
+def check_predictions(outputs, expected):
+    """A pipeline's answers (`shipping.classify_with_pipeline`) next to the label each review was
+    written to have, with whether the model got it right."""
+    import pandas as pd
+
+    if len(outputs) != len(expected):
+        raise ValueError(f"{len(outputs)} answers for {len(expected)} expected labels")
+    return pd.DataFrame(
+        {
+            "review": [out["text"] for out in outputs],
+            "expected": [label.upper() for label in expected],
+            "predicted": [out["label"] for out in outputs],
+            "score": [float(out["score"]) for out in outputs],
+        }
+    ).assign(right=lambda t: t["expected"] == t["predicted"])

@@ -3,93 +3,33 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import signal
 import sys
 from pathlib import Path
 
-from .config import ENV_DATA, ENV_MODEL, ENV_PRESET, PRESETS, make_config
+from .config import Config, make_config
 from .errors import LFTError
+from .flags import add_dataclass_flags, values_from_args
 from .runtime import is_main_process
 
 
 def add_config_flags(parser: argparse.ArgumentParser) -> None:
-    """Flags shared by every subcommand that runs an experiment (unset = preset value)."""
-    parser.add_argument(
-        "--model",
-        help=f"Hub id, local model directory, or `minilm-offline` (env {ENV_MODEL}; "
-        "default distilbert-base-uncased)",
-    )
-    parser.add_argument(
-        "--data",
-        help=f"Hub dataset id or a directory with train/test parquet, csv or jsonl files "
-        f"(env {ENV_DATA}; default stanfordnlp/imdb)",
-    )
-    parser.add_argument(
-        "--preset",
-        choices=list(PRESETS),
-        help=f"sizes: smoke (seconds), cpu (a laptop run), full (all of IMDb, GPU) "
-        f"(env {ENV_PRESET}; default: full with a GPU, else cpu)",
-    )
-    parser.add_argument("--train-size", type=int, help="training reviews (balanced classes)")
-    parser.add_argument("--eval-size", type=int, help="evaluation reviews from the test split")
-    parser.add_argument("--val-size", type=int, help="validation reviews for the loss curve")
-    parser.add_argument("--max-length", type=int, help="truncate reviews to this many tokens")
-    parser.add_argument("--epochs", type=float, help="training epochs")
-    parser.add_argument("--lr", type=float, dest="learning_rate", help="LoRA/head learning rate")
-    parser.add_argument("--full-lr", type=float, dest="full_learning_rate", help="full FT lr")
-    parser.add_argument("--batch-size", type=int, dest="train_batch_size", help="train batch")
-    parser.add_argument("--eval-batch-size", type=int, help="evaluation batch size")
-    parser.add_argument("--lora-r", type=int, help="LoRA rank r")
-    parser.add_argument("--lora-alpha", type=int, help="LoRA scaling alpha")
-    parser.add_argument("--lora-dropout", type=float, help="dropout on the LoRA path")
-    parser.add_argument("--target-modules", help="comma-separated LoRA targets (default: q,v)")
-    parser.add_argument("--text-column", help="name of the text column (default text)")
-    parser.add_argument("--label-column", help="name of the label column (default label)")
-    parser.add_argument(
-        "--precision", choices=["auto", "fp32", "bf16", "fp16"], help="mixed precision"
-    )
-    parser.add_argument("--seed", type=int, help="seed for subsets, head init and training")
-    parser.add_argument("--output-dir", help="where results.json and the adapter go")
-    parser.add_argument(
-        "--save-steps", type=int, help="checkpoint every N steps for --resume (0: never)"
-    )
-    parser.add_argument(
-        "--save-total-limit", type=int, help="checkpoints kept per variant, newest (default 2)"
-    )
+    """One flag per `Config` field (help and names live there), plus --resume/--overwrite.
+
+    A flag not given reads None, so the preset and the environment decide its value.
+    """
+    add_dataclass_flags(parser, Config, show_defaults=False)
     parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
     parser.add_argument(
         "--overwrite", action="store_true", help="replace results already in --output-dir"
     )
 
 
-CONFIG_FLAGS = [
-    "model",
-    "data",
-    "train_size",
-    "eval_size",
-    "val_size",
-    "max_length",
-    "epochs",
-    "learning_rate",
-    "full_learning_rate",
-    "train_batch_size",
-    "eval_batch_size",
-    "lora_r",
-    "lora_alpha",
-    "lora_dropout",
-    "target_modules",
-    "text_column",
-    "label_column",
-    "precision",
-    "seed",
-    "output_dir",
-    "save_steps",
-    "save_total_limit",
-]
-
-
 def config_from_args(args: argparse.Namespace):
-    return make_config(args.preset, **{k: getattr(args, k) for k in CONFIG_FLAGS})
+    given = values_from_args(Config, args)
+    return make_config(given.pop("preset", None), **given)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -123,6 +63,20 @@ def build_parser() -> argparse.ArgumentParser:
     report = sub.add_parser("report", help="print the comparison table of a saved results.json")
     report.add_argument("results", help="a results.json, or the folder that holds it")
     report.add_argument("--markdown", action="store_true", help="GitHub markdown table")
+    from .prepare_imdb import add_prepare_flags
+
+    add_prepare_flags(
+        sub.add_parser(
+            "prepare-imdb", help="Stanford's aclImdb_v1.tar.gz -> train/test parquet for --data"
+        )
+    )
+    add_truncation_flags(
+        sub.add_parser(
+            "truncation",
+            help="head-only vs head+tail truncation, scored with a finished run's saved adapter "
+            "on its own eval reviews (<run_dir>/truncation.json)",
+        )
+    )
     return parser
 
 
@@ -145,7 +99,7 @@ def cmd_report(args) -> int:
 
 
 def cmd_run(args, variants) -> int:
-    from .pipeline import run_experiment
+    from .experiment import run_experiment
     from .reporting import comparison_table, format_table
 
     config = config_from_args(args)
@@ -181,25 +135,49 @@ def parse_ranks(text: str) -> tuple[int, ...]:
 
 
 def cmd_sweep(args) -> int:
-    from .pipeline import check_output_dir
     from .plotting import plot_sweep
     from .reporting import format_table
-    from .sweep import BUDGET_FIELDS, SWEEP_RANKS, run_sweep, sweep_config, sweep_table
+    from .sweep import BUDGET_FIELDS, run_sweep, sweep_config, sweep_table
 
+    config = config_from_args(args)
     # Flags given explicitly win over the sweep's reduced budget.
-    explicit = {name: getattr(args, name) for name in BUDGET_FIELDS}
-    config = sweep_config(config_from_args(args), **explicit)
-    out = check_output_dir(config.output_dir, args.overwrite, args.resume)
+    budget = {name: getattr(args, name) for name in BUDGET_FIELDS}
+    kwargs = {"ranks": args.ranks} if args.ranks else {}
     results = run_sweep(
         config,
-        ranks=args.ranks or SWEEP_RANKS,
+        budget=budget,
         log=_log,
-        results_path=out / "results.json",
         resume=args.resume,
+        overwrite=args.overwrite,
+        **kwargs,
     )
+    out = Path(sweep_config(config, **budget).output_dir)
     plot_sweep(results, out / "sweep.png")
     print(format_table(sweep_table(results)))
     print(f"Results written to {out / 'results.json'}, figure to {out / 'sweep.png'}")
+    return 0
+
+
+def add_truncation_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run_dir", help="a finished run's --output-dir (results.json, adapter/)")
+    parser.add_argument("--max-length", type=int, help="tokens kept (default: the run's)")
+    parser.add_argument(
+        "--head-tokens", type=int, help="leading tokens kept by head+tail (default: the run's)"
+    )
+    parser.add_argument("--output", help="where the JSON goes (default <run_dir>/truncation.json)")
+
+
+def cmd_truncation(args) -> int:
+    from .long_reviews import compare_truncation, describe_truncation
+    from .reporting import write_json_atomic
+
+    report = compare_truncation(
+        args.run_dir, max_length=args.max_length, head_tokens=args.head_tokens
+    )
+    target = Path(args.output or Path(args.run_dir) / "truncation.json")
+    write_json_atomic(report, target)
+    print("\n".join(describe_truncation(report)))
+    print(f"Written to {target}")
     return 0
 
 
@@ -209,28 +187,48 @@ def _log(message: str) -> None:
 
 
 def main(argv=None) -> int:
+    from .pipeline import interrupted_message, sigterm_as_interrupt
+
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
     try:
-        if args.command == "run":
-            return cmd_run(args, ("baseline", "lora"))
-        if args.command == "compare":
-            code = cmd_run(args, ("baseline", "head", "lora", "full"))
-            if is_main_process():
-                write_compare_figures(config_from_args(args).output_dir)
-            return code
-        if args.command == "sweep":
-            return cmd_sweep(args)
-        if args.command == "report":
-            return cmd_report(args)
-        if args.command == "bench":
-            from .bench import cmd_bench
+        with sigterm_as_interrupt():
+            if args.command == "run":
+                return cmd_run(args, ("baseline", "lora"))
+            if args.command == "compare":
+                code = cmd_run(args, ("baseline", "head", "lora", "full"))
+                if is_main_process():
+                    write_compare_figures(config_from_args(args).output_dir)
+                return code
+            if args.command == "sweep":
+                return cmd_sweep(args)
+            if args.command == "report":
+                return cmd_report(args)
+            if args.command == "bench":
+                from .bench import cmd_bench
 
-            return cmd_bench(args)
+                return cmd_bench(args)
+            if args.command == "truncation":
+                return cmd_truncation(args)
+            if args.command == "prepare-imdb":
+                from .prepare_imdb import cmd_prepare_imdb
+
+                return cmd_prepare_imdb(args)
     except LFTError as err:
         print(f"error: {' '.join(str(err).splitlines())}", file=sys.stderr)  # always one line
         return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as stop:  # Ctrl-C, or SIGTERM raised as RunInterrupted
+        signum = getattr(stop, "signum", signal.SIGINT)
+        folder = None  # where a training command keeps its checkpoints
+        with contextlib.suppress(LFTError):
+            if args.command in ("run", "compare"):
+                folder = config_from_args(args).output_dir
+            elif args.command == "sweep":
+                from .sweep import sweep_config
+
+                folder = sweep_config(config_from_args(args)).output_dir
+        if is_main_process():
+            print(interrupted_message(signum, folder, argv), file=sys.stderr)
+        return 128 + signum  # the shell's convention: 130 for SIGINT, 143 for SIGTERM
     return 1

@@ -16,6 +16,22 @@ class HubUnavailableError(LFTError):
     """A Hugging Face Hub id was asked for but the Hub cannot be reached."""
 
 
+class RunInterrupted(KeyboardInterrupt):
+    """SIGTERM turned into what Ctrl-C raises, so both unwind the same way (`signum` says which)."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def first_line(err: BaseException, limit: int = 200) -> str:
+    """A library error's root cause, cut to one short line for an LFTError message."""
+    root = err.__cause__ or err
+    text = str(root).strip().splitlines()[0] if str(root).strip() else type(root).__name__
+    text = text if len(text) <= limit else text[: limit - 3] + "..."
+    return text.rstrip(".") or type(root).__name__  # the message adds its own full stop
+
+
 OFFLINE_HINT = (
     "To run offline, point at local sources: a model directory with --model or LFT_MODEL "
     "(or `--model minilm-offline` after `pip install -e .[offline]`), and a directory holding "

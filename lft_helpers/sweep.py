@@ -11,16 +11,13 @@ from pathlib import Path
 
 from .config import Config
 from .errors import LFTError
-from .modeling import all_linear_targets, default_target_modules, load_model, model_label
-from .pipeline import fit_variant, prepare_data, run_labels
-from .reporting import _interval, build_results, write_json_atomic
+from .experiment import run_experiment
+from .reporting import format_interval
+from .specs import ALPHA_RULE, SWEEP_RANKS, sweep_specs
 
-SWEEP_RANKS = (1, 2, 4, 8, 16, 32)
-ALL_LINEAR_RANK = 8
-ALPHA_PER_RANK = 2
-ALPHA_RULE = f"lora_alpha = {ALPHA_PER_RANK} * r"
 BUDGET_FIELDS = ("train_size", "val_size", "eval_size", "max_length", "epochs")
-# Seven trainings instead of one: each preset's sweep takes a smaller slice of the data.
+# Seven trainings instead of one: the cpu and full presets' sweeps take a smaller slice of the
+# data (smoke is small already). The figure and the notebook say which budget was used.
 SWEEP_BUDGETS = {
     "smoke": {},
     "cpu": dict(train_size=1000, val_size=200, eval_size=1000, max_length=128, epochs=1.0),
@@ -35,8 +32,7 @@ def budget_of(config: Config) -> dict:
 def sweep_config(config: Config, **overrides) -> Config:
     """The main run's config cut down to the sweep budget, writing to `<output_dir>/sweep`.
 
-    The budget never exceeds the main run's; `overrides` (None = not given) win over both. The
-    main run's budget is kept in `extra["main_budget"]` so figures can say what was reduced.
+    The budget never exceeds the main run's; `overrides` (None = not given) win over both.
     """
     budget = {
         name: min(value, getattr(config, name))
@@ -46,21 +42,7 @@ def sweep_config(config: Config, **overrides) -> Config:
     unknown = sorted(set(budget) - set(BUDGET_FIELDS))
     if unknown:
         raise LFTError(f"Sweep budget field(s) {unknown} unknown: use {', '.join(BUDGET_FIELDS)}.")
-    return config.replace(
-        **budget,
-        output_dir=str(Path(config.output_dir) / "sweep"),
-        extra={**config.extra, "main_budget": budget_of(config)},
-    )
-
-
-def sweep_plan(config: Config, ranks=SWEEP_RANKS, all_linear: bool = True) -> dict:
-    """Run name -> (rank, target module names): q/v at each rank, then r=8 on all linear layers."""
-    model = load_model(config)
-    attention = list(config.target_modules or default_target_modules(model))
-    plan = {f"r={r}": (r, attention) for r in ranks}
-    if all_linear:
-        plan[f"r={ALL_LINEAR_RANK} all-linear"] = (ALL_LINEAR_RANK, all_linear_targets(model))
-    return plan
+    return config.replace(**budget, output_dir=str(Path(config.output_dir) / "sweep"))
 
 
 def check_prepared(prepared, config: Config) -> None:
@@ -71,78 +53,45 @@ def check_prepared(prepared, config: Config) -> None:
         wanted = {k: getattr(config, k) for k in wrong}
         raise LFTError(
             f"The prepared data has {wrong} but the sweep config says {wanted}: pass "
-            "prepared=None, or data prepared with this config (prepare_data(sweep_config(...)))."
+            "prepared=None, or data prepared with the sweep's budget."
         )
-
-
-def run_slug(name: str) -> str:
-    """A folder name for a run: 'r=8 all-linear' -> 'r8-all-linear'."""
-    return name.replace("=", "").replace(" ", "-")
-
-
-def adapter_parameters(model) -> int:
-    """LoRA weights alone: the trainable count also holds the head, which no rank changes."""
-    return sum(p.numel() for name, p in model.named_parameters() if "lora_" in name)
-
-
-def sweep_info(config: Config, plan: dict) -> dict:
-    return {
-        "ranks": [r for name, (r, _) in plan.items() if "all-linear" not in name],
-        "alpha_rule": ALPHA_RULE,
-        "targets": {name: targets for name, (_, targets) in plan.items()},
-        "budget": budget_of(config),
-        "main_budget": config.extra.get("main_budget"),
-    }
-
-
-def fit_sweep_run(config: Config, prepared, name, r, targets, log=print, resume=False) -> dict:
-    """Train, score and save LoRA at rank `r` (alpha = 2r) on `targets`, in its own folder."""
-    run_config = config.replace(
-        lora_r=r,
-        lora_alpha=ALPHA_PER_RANK * r,
-        target_modules=tuple(targets),
-        output_dir=str(Path(config.output_dir) / run_slug(name)),
-    )
-    model, record = fit_variant("lora", prepared, run_config, log=log, resume=resume)
-    return {
-        "r": r,
-        "lora_alpha": run_config.lora_alpha,
-        "targets": list(targets),
-        "adapter_params": adapter_parameters(model),
-        **record,
-    }
 
 
 def run_sweep(
     config: Config,
-    prepared=None,
+    *,
+    budget: dict | None = None,
     ranks=SWEEP_RANKS,
-    log=print,
     all_linear: bool = True,
-    results_path: str | Path | None = None,
+    prepared=None,
+    log=print,
     resume: bool = False,
+    overwrite: bool = False,
 ) -> dict:
-    """Train and score LoRA at each rank (and all-linear); a results document keyed by run.
+    """Train and score LoRA at each rank (and all-linear) on the sweep budget of `config`.
 
-    Pass `sweep_config(config)` for the reduced budget. Each run's adapter is saved under
-    `<output_dir>/<run>/adapter`; with `results_path` the document is rewritten after each run.
+    `config` is the main run's; the sweep runs on `sweep_config(config, **budget)` into
+    `<output_dir>/sweep`, each adapter in its own folder there, through the same runner as
+    `run` and `compare`.
     """
-    plan = sweep_plan(config, ranks, all_linear)  # first: a bad model or target fails fast
-    if prepared is None:
-        log(f"Preparing {config.train_size} train / {config.eval_size} eval reviews")
-        prepared = prepare_data(config)
-    check_prepared(prepared, config)
-    runs: dict = {}
-    results = None
-    for name, (r, targets) in plan.items():
-        log(f"LoRA {name} on {', '.join(targets)} ({model_label(config.model)}):")
-        runs[name] = record = fit_sweep_run(config, prepared, name, r, targets, log, resume)
-        log(f"  accuracy {record['accuracy']:.4f} with {record['trainable_params']:,} trained")
-        results = build_results(config, run_labels(config), runs, prepared.subsets.eval_indices)
-        results["sweep"] = sweep_info(config, plan)
-        if results_path is not None:
-            write_json_atomic(results, results_path)
-    return results
+    swept = sweep_config(config, **(budget or {}))
+    if prepared is not None:
+        check_prepared(prepared, swept)
+    info = {
+        "ranks": list(ranks),
+        "alpha_rule": ALPHA_RULE,
+        "budget": budget_of(swept),
+        "main_budget": budget_of(config),
+    }
+    return run_experiment(
+        swept,
+        sweep_specs(ranks, all_linear=all_linear),
+        log=log,
+        resume=resume,
+        overwrite=overwrite,
+        prepared=prepared,
+        extra={"sweep": info},
+    )
 
 
 def sweep_table(results: dict):
@@ -161,7 +110,7 @@ def sweep_table(results: dict):
                 "trainable params": run.get("trainable_params"),
                 "trainable %": run.get("trainable_pct"),
                 "accuracy": run.get("accuracy"),
-                "acc 95% CI": _interval(run.get("accuracy_ci")),
+                "acc 95% CI": format_interval(run.get("accuracy_ci")),
                 "F1": run.get("f1"),
                 "eval loss": run.get("eval_loss"),
                 "train time (s)": run.get("train_runtime_s"),

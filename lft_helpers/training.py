@@ -129,6 +129,30 @@ def find_resume_checkpoint(folder: str | Path, log=print) -> str | None:
     return None
 
 
+def training_speed(
+    log_history,
+    *,
+    runtime_s: float,
+    first_step: int,
+    max_steps: int,
+    samples_per_epoch: int,
+    epochs: float,
+) -> dict:
+    """Time and training speed of this process's steps, validation passes excluded.
+
+    After a resume from step `first_step`, this process ran only the remaining steps: the time
+    covers those, so the samples counted must too (the loss history covers all steps).
+    """
+    after = [e for e in log_history if e.get("step", 0) > first_step]
+    val_time = sum(e.get("eval_runtime", 0.0) for e in after)
+    samples = samples_per_epoch * epochs * (1 - first_step / max(max_steps, 1))
+    return {
+        "train_runtime_s": round(runtime_s, 2),
+        "val_runtime_s": round(val_time, 2),
+        "train_samples_per_second": round(samples / max(runtime_s - val_time, 1e-9), 3),
+    }
+
+
 def make_trainer_class():
     """A `Trainer` whose length-grouped batch order depends on (seed, epoch) alone.
 
@@ -195,17 +219,16 @@ def train_model(
     # evaluation (the merge check, the naive benchmark) really runs in fp32.
     extract_model_from_parallel(model, keep_fp32_wrapper=False)
     history = extract_history(trainer.state.log_history)
-    # After a resume, time and speed cover this process's steps only (the history covers all).
     first = checkpoint_step(Path(checkpoint)) if checkpoint else 0
-    log_after = [e for e in trainer.state.log_history if e.get("step", 0) > first]
-    val_time = sum(e.get("eval_runtime", 0.0) for e in log_after)
-    left = 1 - first / max(trainer.state.max_steps, 1)
-    samples = len(train_dataset) * config.epochs * left
     return {
-        "train_runtime_s": round(runtime, 2),
-        "val_runtime_s": round(val_time, 2),
-        # Validation passes during training are excluded from the training speed.
-        "train_samples_per_second": round(samples / max(runtime - val_time, 1e-9), 3),
+        **training_speed(
+            trainer.state.log_history,
+            runtime_s=runtime,
+            first_step=first,
+            max_steps=trainer.state.max_steps,
+            samples_per_epoch=len(train_dataset),
+            epochs=config.epochs,
+        ),
         "train_loss": round(float(output.training_loss), 5),
         "peak_memory_mb": round(memory.peak_mb, 1),
         "memory_increase_mb": round(memory.peak_mb - memory.start_mb, 1),

@@ -100,7 +100,8 @@ def build_tiny_distilbert(directory: Path, seed: int = 0) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *POSITIVE, *NEGATIVE, *NEUTRAL]
     (directory / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
-    tokenizer = DistilBertTokenizerFast(vocab_file=str(directory / "vocab.txt"))
+    # `vocab=`, not `vocab_file=`: transformers 5 ignores the latter and every word becomes [UNK].
+    tokenizer = DistilBertTokenizerFast(vocab=str(directory / "vocab.txt"))
     tokenizer.model_max_length = 128
     torch.manual_seed(seed)
     config = tiny_distilbert_config(vocab_size=len(vocab), max_position_embeddings=128)

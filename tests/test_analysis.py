@@ -3,27 +3,60 @@
 import math
 
 import numpy as np
+import pytest
 
 from lft_helpers.analysis import (
     accuracy_by_length,
+    check_predictions,
     confident_mistakes,
     confusion_table,
+    discordant_counts,
     excerpt,
     length_bin_names,
     predicted_labels,
+    split_p_value,
 )
-from lft_helpers.evaluation import confusion
 
 
-def test_confusion_table_agrees_with_argmax_of_logits():
-    rng = np.random.default_rng(0)
-    logits = rng.normal(size=(50, 2)).astype(np.float32)
-    labels = rng.integers(0, 2, size=50)
-    probs = np.exp(logits[:, 1]) / np.exp(logits).sum(axis=1)
+def test_confusion_table_counts_by_hand():
+    labels = [0, 0, 0, 1, 1]
+    probs = [0.1, 0.7, 0.2, 0.4, 0.9]  # negatives: 2 right, 1 called positive; positives: 1 each
     table = confusion_table(labels, probs)
-    assert table.values.tolist() == confusion(labels, logits)
+    assert table.values.tolist() == [[2, 1], [1, 1]]
     assert list(table.index) == ["true negative", "true positive"]
-    assert table.values.sum() == 50
+    assert list(table.columns) == ["predicted negative", "predicted positive"]
+
+
+def test_split_p_value_is_two_sided_binomial():
+    assert split_p_value(0, 0) == 1.0
+    assert split_p_value(5, 5) == 1.0
+    # all 6 one way: 2 * 0.5**6
+    assert split_p_value(6, 0) == pytest.approx(2 / 64)
+    assert split_p_value(141, 138) > 0.8
+    assert split_p_value(100, 50) < 0.001
+
+
+def test_discordant_counts_without_labels_match_the_labelled_count():
+    rng = np.random.default_rng(1)
+    labels = rng.integers(0, 2, 400)
+    probs_a, probs_b = rng.random(400), rng.random(400)
+    right_a = (probs_a > 0.5) == labels
+    right_b = (probs_b > 0.5) == labels
+    only_a, only_b = discordant_counts(int(right_a.sum()), int(right_b.sum()), probs_a, probs_b)
+    assert only_a == int(np.sum(right_a & ~right_b))
+    assert only_b == int(np.sum(right_b & ~right_a))
+
+
+def test_check_predictions_marks_each_answer():
+    answers = [
+        {"text": "loved it", "label": "POSITIVE", "score": 0.9},
+        {"text": "pretty but dull", "label": "POSITIVE", "score": 0.96},
+    ]
+    table = check_predictions(answers, ["positive", "negative"])
+    assert table["right"].tolist() == [True, False]
+    assert table["review"].tolist() == ["loved it", "pretty but dull"]
+    with pytest.raises(ValueError):
+        check_predictions(answers, ["positive"])
 
 
 def test_a_tie_is_negative_like_argmax():
@@ -55,6 +88,7 @@ def test_excerpt_flattens_markup_and_cuts_at_a_word():
     assert excerpt(text, 200) == "Great film. The acting was superb and the plot moved along"
     short = excerpt(text, 24)
     assert short == "Great film. The acting …"
+    assert len(excerpt("word " * 100, 160)) <= 160
 
 
 def test_length_bins_are_named_by_token_range():

@@ -6,6 +6,7 @@ one stderr line starting `error: `, no traceback, the input named, and nothing t
 
 import json
 import shutil
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -14,6 +15,7 @@ from conftest import run_cli as run_cli_as_user
 from lft_helpers.config import make_config
 from lft_helpers.data import load_imdb
 from lft_helpers.errors import LFTError
+from lft_helpers.experiment import run_experiment
 
 
 def run_cli(*args):
@@ -133,6 +135,37 @@ def test_split_with_one_class(cli_args, tmp_path):
     refused(out, tmp_path / "out", "test.parquet", "only positive", "both classes")
 
 
+def test_two_files_for_one_split(cli_args, tmp_path):
+    """An old csv export beside a new parquet one: neither is picked silently."""
+    data = write_split_files(tmp_path / "d", reviews(200), reviews(80))
+    reviews(50).to_csv(data / "train.csv", index=False)
+    out = run_cli("run", *cli_args(**{"--data": str(data)}))
+    refused(
+        out,
+        tmp_path / "out",
+        "2 files for the train split",
+        "`train.csv`, `train.parquet`",
+        "Move all but one",
+        "--data",
+    )
+
+
+def test_eval_size_too_large_once_repeated_reviews_are_left_out(cli_args, tmp_path):
+    train = reviews(120)
+    test = pd.concat([train.iloc[:60], reviews(20, text="another film")])  # 60 repeat train
+    data = write_split_files(tmp_path / "d", train, test)
+    out = run_cli("run", *cli_args(**{"--data": str(data)}))
+    refused(
+        out,
+        tmp_path / "out",
+        "test.parquet",
+        "10 negative and 10 positive reviews (20 rows)",
+        "not counting 60 that repeat a train review",
+        "eval_size=32",
+        "--keep-eval-duplicates",
+    )
+
+
 def test_train_size_larger_than_data(cli_args, tmp_path):
     out = run_cli("run", *cli_args(**{"--train-size": "1000"}))
     refused(out, tmp_path / "out", "train.parquet", "60 negative and 60 positive", "--train-size")
@@ -203,6 +236,14 @@ def test_output_dir_with_results_is_not_overwritten(cli_args, tmp_path):
     out = run_cli("run", *cli_args())
     refused(out, out_dir, "already holds results.json", "--overwrite")
     assert (out_dir / "results.json").read_bytes() == before
+
+
+def test_output_dir_with_unfinished_run_is_not_overwritten(cli_args, tmp_path):
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    (out_dir / "results.partial.json").write_text('{"complete": false, "runs": {}}\n')
+    out = run_cli("run", *cli_args())
+    refused(out, out_dir, "already holds results.partial.json", "--resume to continue it")
 
 
 def test_resume_with_other_settings(cli_args, tiny_model_dir, synthetic_data_dir, tmp_path):
@@ -280,3 +321,43 @@ def test_unreadable_csv_and_jsonl(tmp_path, data_config, name, content):
     with pytest.raises(LFTError, match=f"`.*{name}` cannot be read") as err:
         load_imdb(data_config(directory))
     assert "\n" not in str(err.value)
+
+
+# In-process: what a run warns about and records instead of refusing
+
+
+def test_repeated_reviews_are_warned_recorded_and_left_out(tiny_config, tmp_path):
+    train = reviews(120)
+    test = pd.concat([train.iloc[:20], reviews(60, text="another film")], ignore_index=True)
+    test.loc[:19, "text"] = test.loc[:19, "text"].str.replace(" ", "  ")  # spacing differs
+    data = write_split_files(tmp_path / "d", train, test)
+    config = tiny_config.replace(data=str(data), train_size=32, val_size=16, eval_size=32)
+    notes = []
+    results = run_experiment(config, ("baseline",), log=notes.append)
+    warnings = [n for n in notes if "duplicate" in n]
+    assert len(warnings) == 1 and warnings[0].startswith("Warning: duplicate reviews")
+    assert "20 test reviews repeat a train review, left out of the eval subset" in warnings[0]
+    assert "--keep-eval-duplicates" in warnings[0]
+    saved = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert saved["overlap"]["test_in_train"] == 20
+    assert saved["overlap"]["eval_duplicates"] == "excluded"
+    assert not set(saved["eval_indices"]) & set(range(20)) and saved["complete"] is True
+    assert results["overlap"] == saved["overlap"]
+
+
+def test_log_names_model_and_data_so_a_person_can_read_them(
+    tiny_config, minilm, tmp_path, monkeypatch
+):
+    """The offline MiniLM given as a folder is named as what it is. A path one level up stays
+    relative; one further away is shown absolute, never as ../../../lib/..."""
+    from lft_helpers.modeling import offline_model_path
+
+    monkeypatch.chdir(tmp_path)  # the data folder is a sibling, the model far away
+    config = tiny_config.replace(model=str(offline_model_path()), max_length=32)
+    notes = []
+    run_experiment(config, ("baseline",), log=notes.append)
+    assert notes[0] == (
+        f"Loading data from ../{Path(config.data).name} and model "
+        f"sentence-transformers/all-MiniLM-L6-v2 ({offline_model_path()})"
+    ), notes[0]
+    assert str(offline_model_path()).startswith("/")

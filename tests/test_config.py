@@ -1,3 +1,5 @@
+import dataclasses
+
 import pytest
 
 from lft_helpers.config import PRESETS, Config, make_config
@@ -32,11 +34,21 @@ def test_environment_points_at_local_sources(monkeypatch):
     assert make_config(model="explicit").model == "explicit"
 
 
-def test_without_preset_hardware_decides(monkeypatch):
+@pytest.mark.parametrize(("cuda", "preset"), [(True, "full"), (False, "cpu")])
+def test_without_preset_hardware_decides(monkeypatch, cuda, preset):
     import torch
 
     monkeypatch.delenv("LFT_PRESET", raising=False)
-    assert make_config().preset == ("full" if torch.cuda.is_available() else "cpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    assert make_config().preset == preset
+
+
+def test_cpu_preset_is_the_defaults_and_every_field_is_documented(monkeypatch):
+    for name in ("LFT_MODEL", "LFT_DATA"):
+        monkeypatch.delenv(name, raising=False)
+    assert make_config("cpu") == Config(preset="cpu")
+    for item in dataclasses.fields(Config):
+        assert item.metadata.get("help"), f"Config.{item.name} has no help text"
 
 
 @pytest.mark.parametrize(

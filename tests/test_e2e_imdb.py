@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from lft_helpers.config import make_config
-from lft_helpers.pipeline import run_experiment
+from lft_helpers.experiment import run_experiment
 from lft_helpers.shipping import rescore_saved_run
 
 pytestmark = pytest.mark.e2e

@@ -1,5 +1,5 @@
 import numpy as np
-from sklearn.metrics import accuracy_score, f1_score
+import pytest
 
 from lft_helpers.evaluation import (
     accuracy_interval,
@@ -11,16 +11,17 @@ from lft_helpers.modeling import load_model
 from lft_helpers.pipeline import prepare_data
 
 
-def test_metrics_match_sklearn_and_loss_is_cross_entropy():
+def test_metrics_from_logits_by_hand():
     labels = np.array([0, 1, 1, 0, 1])
+    # argmax: 0, 1, 0, 0, 1 -> 4 of 5 right; positives: 2 found, none false, 1 missed
     logits = np.array([[2.0, 0.0], [0.0, 1.0], [1.0, 0.5], [0.2, 0.1], [-1.0, 3.0]])
     metrics = compute_metrics(labels, logits)
-    preds = logits.argmax(-1)
-    assert metrics["accuracy"] == accuracy_score(labels, preds)
-    assert metrics["f1"] == f1_score(labels, preds)
-    probs = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
-    expected = -np.log(probs[np.arange(5), labels]).mean()
-    assert abs(metrics["eval_loss"] - expected) < 1e-9
+    assert metrics["accuracy"] == 0.8
+    assert metrics["f1"] == 0.8  # precision 1, recall 2/3
+    # cross-entropy of the true class is log(1 + exp(other logit - true logit))
+    margins = [0.0 - 2.0, 0.0 - 1.0, 1.0 - 0.5, 0.1 - 0.2, -1.0 - 3.0]
+    expected = np.mean([np.log1p(np.exp(m)) for m in margins])
+    assert abs(metrics["eval_loss"] - expected) < 1e-12
 
 
 def test_batches_cover_every_row_once():
@@ -42,7 +43,19 @@ def test_fast_path_matches_naive_predictions(tiny_config):
     assert np.array_equal(naive.argmax(-1), fast.argmax(-1))
 
 
-def test_wilson_interval_brackets_the_estimate():
+@pytest.mark.parametrize(
+    ("hits", "n", "low", "high"),
+    # Wilson score intervals worked in Newcombe (1998), Statistics in Medicine 17:857-872
+    [(81, 263, 0.2553, 0.3662), (15, 148, 0.0624, 0.1605), (0, 20, 0.0, 0.1611)],
+)
+def test_wilson_interval_matches_published_values(hits, n, low, high):
+    got = accuracy_interval(hits / n, n)
+    assert got == pytest.approx((low, high), abs=5e-5)
+
+
+def test_wilson_interval_narrows_with_more_reviews():
     low, high = accuracy_interval(0.85, 2000)
     assert low < 0.85 < high
     assert 0.02 < high - low < 0.04
+    wide_low, wide_high = accuracy_interval(0.85, 200)
+    assert wide_high - wide_low > 3 * (high - low)

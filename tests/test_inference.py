@@ -5,17 +5,22 @@ import shutil
 
 import numpy as np
 import pytest
+import torch
 
 from conftest import tiny_bert_config, tiny_distilbert_config
 from lft_helpers import inference
 from lft_helpers.evaluation import predict_logits
 from lft_helpers.pipeline import prepare_data
 
+# Row-wise attention and 16 reviews per batch are the fast inference path on a CPU only.
+CPU_ONLY = pytest.mark.skipif(
+    torch.cuda.is_available(), reason="row-wise attention is for CPUs only"
+)
+
 
 def tiny_classifier(kind: str, seed: int = 0):
     """A random 2-layer BERT or DistilBERT classifier (the two attention modules we rely on),
     initialised wide so attention is peaked and a wrong mask shows in the outputs."""
-    import torch
     from transformers import BertForSequenceClassification, DistilBertForSequenceClassification
 
     torch.manual_seed(seed)
@@ -28,8 +33,6 @@ def tiny_classifier(kind: str, seed: int = 0):
 
 
 def padded_batch(lengths, seed: int = 0):
-    import torch
-
     generator = torch.Generator().manual_seed(seed)
     ids = torch.randint(5, 60, (len(lengths), max(lengths)), generator=generator)
     mask = torch.zeros_like(ids)
@@ -44,8 +47,6 @@ def last_hidden(model, batch):
 
 @pytest.mark.parametrize("kind", ["bert", "distilbert"])
 def test_rowwise_attention_gives_sdpa_outputs(kind, monkeypatch):
-    import torch
-
     calls = []
     original = inference.key_lengths
     monkeypatch.setattr(inference, "key_lengths", lambda *a: calls.append(1) or original(*a))
@@ -65,8 +66,6 @@ def test_rowwise_attention_gives_sdpa_outputs(kind, monkeypatch):
 
 
 def test_key_lengths_only_for_padding_prefixes():
-    import torch
-
     mask = torch.tensor([[1, 1, 1, 0], [1, 1, 1, 1], [1, 0, 0, 0]], dtype=torch.bool)
     full = mask[:, None, None, :].expand(3, 1, 4, 4)
     assert inference.key_lengths(full, 4) == [3, 4, 1]
@@ -77,7 +76,6 @@ def test_key_lengths_only_for_padding_prefixes():
 
 
 def test_rowwise_attention_applies_any_boolean_mask():
-    import torch
     import torch.nn.functional as F
 
     generator = torch.Generator().manual_seed(0)
@@ -92,8 +90,6 @@ def test_rowwise_attention_applies_any_boolean_mask():
 
 
 def test_training_keeps_stock_attention(monkeypatch):
-    import torch
-
     model = tiny_classifier("bert").train()
     model.config.attention_probs_dropout_prob = 0.0
     model.set_attn_implementation(inference.register_rowwise_attention())
@@ -108,8 +104,6 @@ def test_training_keeps_stock_attention(monkeypatch):
 
 
 def test_prepared_model_predicts_what_the_plain_model_does(tiny_config):
-    import torch
-
     prepared = prepare_data(tiny_config)
     model = tiny_classifier("distilbert")
     tokenizer = prepared.tokenizer
@@ -120,16 +114,30 @@ def test_prepared_model_predicts_what_the_plain_model_does(tiny_config):
     )
     got = predict_logits(fast, prepared.eval, tokenizer, 8, "fp32")
     np.testing.assert_allclose(got, expected, atol=1e-4)
-    assert info["attention"] == inference.ROWWISE and info["weights"] == "fp32"
+    assert info["weights"] == "fp32" and info["batch_size"] == 8
     if shutil.which("g++") or shutil.which("c++"):
         assert info["compiled"], info.get("compile_error")
         assert isinstance(fast, torch._dynamo.eval_frame.OptimizedModule)
         assert info["compile_s"] > 0
 
 
-def test_bf16_weights_skip_autocast_and_keep_predictions(tiny_config):
-    import torch
+@CPU_ONLY
+def test_prepared_model_uses_rowwise_attention_at_batch_16_on_a_cpu(tiny_config):
+    prepared = prepare_data(tiny_config)
+    model = tiny_classifier("bert")
+    _, info = inference.prepare_inference_model(
+        model, prepared.eval.select(range(4)), prepared.tokenizer, "fp32"
+    )
+    assert info == {
+        "weights": "fp32",
+        "attention": inference.ROWWISE,
+        "batch_size": 16,
+        "compiled": False,
+    }
+    assert model.config._attn_implementation == inference.ROWWISE
 
+
+def test_bf16_weights_skip_autocast_and_keep_predictions(tiny_config):
     prepared = prepare_data(tiny_config)
     model = tiny_classifier("bert")
     model.resize_token_embeddings(len(prepared.tokenizer))
@@ -143,8 +151,6 @@ def test_bf16_weights_skip_autocast_and_keep_predictions(tiny_config):
 
 
 def test_failed_compile_leaves_the_eager_model(tiny_config, monkeypatch):
-    import torch
-
     prepared = prepare_data(tiny_config)
     model = tiny_classifier("distilbert")
     model.resize_token_embeddings(len(prepared.tokenizer))
@@ -162,8 +168,6 @@ def test_failed_compile_leaves_the_eager_model(tiny_config, monkeypatch):
 
 
 def test_rowwise_attention_under_autocast_masks_padding():
-    import torch
-
     model = tiny_classifier("bert")
     batch = padded_batch([12, 5, 9])
     alone = {"input_ids": batch["input_ids"][1:2, :5]}

@@ -4,9 +4,13 @@ import torch
 from lft_helpers.errors import LFTError
 from lft_helpers.modeling import (
     adapted_modules,
+    check_model,
     count_parameters,
+    describe_model,
     head_modules,
     load_model,
+    model_label,
+    offline_model_path,
     wrap_with_lora,
 )
 from lft_helpers.pipeline import prepare_data
@@ -79,3 +83,22 @@ def test_training_changes_adapters_not_base_and_saves_head(tiny_config, tmp_path
 def test_bad_model_path_is_explained(tiny_config, tmp_path):
     with pytest.raises(LFTError, match="not a model directory"):
         load_model(tiny_config.replace(model=str(tmp_path)))
+
+
+def test_model_names_in_logs_and_results(tiny_model_dir, minilm):
+    package_dir = str(offline_model_path())
+    assert (
+        model_label(package_dir) == model_label(minilm) == "sentence-transformers/all-MiniLM-L6-v2"
+    )
+    assert describe_model(minilm) == "sentence-transformers/all-MiniLM-L6-v2 (minilm-offline)"
+    assert describe_model(package_dir).startswith("sentence-transformers/all-MiniLM-L6-v2 (")
+    assert describe_model(str(tiny_model_dir)) == str(tiny_model_dir)  # far away: absolute
+    assert model_label(str(tiny_model_dir)) == tiny_model_dir.name  # results: no machine path
+    assert describe_model("distilbert-base-uncased") == "distilbert-base-uncased"
+
+
+def test_model_check_runs_on_the_meta_device_before_any_weights(tiny_config):
+    check_model(tiny_config.replace(target_modules="all-linear"))  # resolved, not refused
+    check_model(tiny_config.replace(target_modules="query"), lora_configs=())
+    with pytest.raises(LFTError, match=r"\['query'\] match nothing.*q_lin"):
+        check_model(tiny_config.replace(target_modules="query"))

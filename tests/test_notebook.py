@@ -10,6 +10,22 @@ from conftest import ROOT
 NOTEBOOK = ROOT / "LightweightFineTuning.ipynb"
 MACHINE_PATHS = ("/work/", "/tmp/", "/root/", "/home/", "site-packages", "C:\\\\Users")
 SECRET = re.compile(r"hf_[A-Za-z0-9]{30,}|api[_-]?key|password\s*=", re.IGNORECASE)
+# A measured quantity written into fixed markdown: any decimal, a percentage, a ratio (1.2x),
+# a size, or a ± error bar. A rerun with another model or preset would make it false; such
+# statements are generated from the results instead (lft_helpers.reporting).
+RUN_FIGURES = re.compile(
+    r"(?<![\w.])("
+    r"\d+\.\d+"
+    r"|\d+(\.\d+)?\s?%"
+    r"|\d+(\.\d+)?\s?[x×]\b"
+    r"|\d+(\.\d+)?\s?([kKMG]i?B)\b"
+    r"|±\s?\d"
+    r")"
+)
+# What may hold such figures: formulas ($...$), code (`...`), link targets, and two constants.
+ALLOWED = re.compile(
+    r"\$[^$]*\$|`[^`]*`|\]\([^)]*\)|ln 2 ≈ 0\.69|\b95%\s+(?:confidence\s+)?(?:intervals?|CI)\b"
+)
 
 
 def _cells():
@@ -89,3 +105,59 @@ def test_readme_figures_and_results_exist():
     for target in re.findall(r"\]\(((?:figures|results)/[^)\s]+)\)", readme):
         assert (ROOT / target).exists(), target
     assert (ROOT / "results" / "notebook" / "results.json").is_file()
+
+
+def run_figures(markdown: str) -> list[str]:
+    """Measured figures stated in a markdown text, outside the allow-list."""
+    return [m.group(0) for m in RUN_FIGURES.finditer(ALLOWED.sub(" ", markdown))]
+
+
+# The reviewers' check (before-stop hook); ours must flag at least what it flags.
+REVIEWERS = re.compile(
+    r"(?<![\w.])(\d+\.\d{2,}|\d+(\.\d+)?\s?x\b|\d+(\.\d+)?\s?(MB|MiB|KB|GB)\b|±\s?\d)"
+)
+SAMPLES = [
+    "its interval contains 0.5",
+    "about ±1.5 points at 2,000",
+    "about 1.2x the unmerged model",
+    "the benchmark measured 1.3x",
+    "a 2.9 MB adapter",
+    "saving 0.85 MB instead of 86.7 MB",
+    "peak memory 4,408 MiB",
+    "accuracy near 50%",
+    "0.35 points",
+    "an 852 KB adapter",
+    "an 852 kB adapter",
+    "LoRA reaches 0.8605",
+]
+FIXED_TEXT = [
+    "## 10. Comparison table",
+    "**LoRA** (Hu et al., 2021) fine-tunes",
+    "$\\Delta W = \\frac{\\alpha}{r} B A$ with $r \\ll d$",
+    "We expect the loss to fall from ln 2 ≈ 0.69 (chance).",
+    "the same logits (within `1e-4`)",
+    "all 25,000 + 25,000 reviews, r = 1, 2, 4, 8, 16 and 32",
+    "[badge](https://colab.research.google.com/v1.2/x.ipynb)",
+    "`results/notebook/results.json` and `lora_alpha = 2r`",
+    "accuracy with its 95% confidence interval, the 95% intervals",
+]
+
+
+@pytest.mark.parametrize("text", SAMPLES)
+def test_hygiene_flags_measured_figures_at_least_as_the_reviewers_do(text):
+    assert run_figures(text), text
+    assert REVIEWERS.search(text) is None or run_figures(text)
+
+
+@pytest.mark.parametrize("text", FIXED_TEXT)
+def test_hygiene_allows_method_text(text):
+    assert run_figures(text) == []
+
+
+def test_markdown_cells_state_no_run_specific_numbers():
+    found = {
+        i: run_figures("".join(c["source"]))
+        for i, c in enumerate(_cells())
+        if c["cell_type"] == "markdown"
+    }
+    assert not {i: f for i, f in found.items() if f}, found

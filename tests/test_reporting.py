@@ -51,3 +51,23 @@ def test_atomic_write_keeps_previous_file_on_failure(tiny_config, tmp_path):
         write_json_atomic({"bad": object()}, path)
     assert json.loads(path.read_text()) == {"ok": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["results.json"]
+
+
+def test_markdown_table_keeps_long_text_whole_and_escaped():
+    import pandas as pd
+
+    review = "A | B *great* <br /> film_title " + "word " * 60
+    table = pd.DataFrame({"excerpt": [review], "reviews": [12345], "share": [0.25]})
+    text = to_markdown(table)
+    header, rule, row = text.splitlines()
+    assert header == "| excerpt | reviews | share |"
+    assert "A \\| B \\*great\\* &lt;br /&gt; film\\_title" in row
+    assert row.count("word") == 60  # never cut, unlike pandas' 50-character display
+    assert row.endswith(" | 12,345 | 25.0% |")
+
+
+def test_interval_is_public_and_formatted():
+    from lft_helpers.reporting import format_interval
+
+    assert format_interval([0.84461, 0.875]) == "0.845-0.875"
+    assert format_interval(None) is None

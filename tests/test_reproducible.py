@@ -5,7 +5,7 @@ import torch
 from safetensors.torch import load_file
 
 from conftest import tiny_run_config
-from lft_helpers.pipeline import run_experiment
+from lft_helpers.experiment import run_experiment
 
 # Everything in a run's record that does not measure time or memory.
 DETERMINISTIC = (

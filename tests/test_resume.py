@@ -72,7 +72,8 @@ def runs(tiny_model_dir, synthetic_data_dir, tmp_path_factory):
     killed_state = {
         "checkpoints": {p.name for p in (broken / "checkpoints" / "lora").iterdir()},
         "adapter_saved": (broken / "adapter").exists(),
-        "variants": set(load_results(broken)["runs"]),
+        "variants": set(load_results(broken / "results.partial.json")["runs"]),
+        "results_json": (broken / "results.json").exists(),
     }
     resumed = start_cli([*run_flags(tiny_model_dir, synthetic_data_dir, broken), "--resume"])
     resumed_out, resumed_err = resumed.communicate(timeout=300)
@@ -88,6 +89,7 @@ def runs(tiny_model_dir, synthetic_data_dir, tmp_path_factory):
 def test_the_kill_landed_mid_training(runs):
     killed = runs["killed_state"]
     assert not killed["adapter_saved"] and killed["variants"] == {"baseline"}
+    assert not killed["results_json"]  # only a complete run writes results.json
     assert f"checkpoint-{KILL_AT}" in killed["checkpoints"]
     step = int(re.search(r"resuming from checkpoint-(\d+)", runs["resumed_stdout"]).group(1))
     assert KILL_AT <= step < 2 * STEPS_PER_EPOCH and step % STEPS_PER_EPOCH, step
@@ -102,6 +104,8 @@ def test_resumed_run_has_the_same_metrics(runs):
     assert resumed["lora"]["history"] == whole["lora"]["history"]
     assert resumed["lora"]["resumed_from_step"] >= KILL_AT
     assert "resumed_from_step" not in whole["lora"]
+    assert load_results(runs["broken"])["complete"] is True
+    assert not (runs["broken"] / "results.partial.json").exists()
 
 
 def test_resumed_adapter_is_bit_identical(runs):

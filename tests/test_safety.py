@@ -10,10 +10,11 @@ import torch
 from conftest import tiny_run_config
 from lft_helpers import reporting
 from lft_helpers.errors import LFTError
-from lft_helpers.pipeline import prepare_data, run_experiment
+from lft_helpers.experiment import prepare_model, run_experiment
+from lft_helpers.pipeline import prepare_data
 from lft_helpers.reporting import write_json_atomic
+from lft_helpers.specs import VARIANT_SPECS
 from lft_helpers.training import train_model
-from lft_helpers.variants import prepare_variant
 
 PACKAGE = Path(__file__).resolve().parents[1] / "lft_helpers"
 # Pickle-based loading, remote code, and saving without safetensors.
@@ -96,7 +97,8 @@ def test_resume_reloads_trainer_state_with_weights_only(trained, variant, monkey
 
     monkeypatch.setattr(torch, "load", recording_load)
     prepared = prepare_data(trained)
-    model, lr = prepare_variant(variant, trained)
+    spec = VARIANT_SPECS[variant]
+    model, lr = prepare_model(spec, trained), spec.learning_rate(trained)
     out = Path(trained.output_dir) / "checkpoints" / variant
     notes = []
     train_model(

@@ -10,7 +10,8 @@ from lft_helpers.config import make_config
 from lft_helpers.errors import LFTError
 from lft_helpers.modeling import adapted_modules, all_linear_targets, load_model, wrap_with_lora
 from lft_helpers.reporting import load_results
-from lft_helpers.sweep import check_prepared, run_slug, sweep_config, sweep_table
+from lft_helpers.specs import run_slug
+from lft_helpers.sweep import check_prepared, sweep_config, sweep_table
 
 
 def tiny_bert():
@@ -57,7 +58,6 @@ def test_sweep_config_cuts_the_cpu_budget_and_remembers_the_main_one():
         1.0,
     )
     assert swept.output_dir.endswith("sweep")
-    assert swept.extra["main_budget"]["train_size"] == main.train_size
     assert sweep_config(main.replace(train_size=300)).train_size == 300  # never above the main
     assert sweep_config(main, train_size=3000, epochs=None).train_size == 3000  # explicit wins
 
@@ -119,6 +119,7 @@ def test_sweep_runs_each_rank_and_all_linear(swept, tiny_config):
 def test_sweep_records_its_budget_and_saves_each_adapter(swept):
     out, results = swept
     assert results["sweep"]["budget"]["train_size"] == 16
+    assert results["sweep"]["main_budget"]["max_length"] == 32
     assert results["sweep"]["alpha_rule"] == "lora_alpha = 2 * r"
     assert results["config"]["train_size"] == 16
     for name in results["runs"]:

@@ -4,8 +4,9 @@ import pytest
 from safetensors import safe_open
 
 from lft_helpers import cli
+from lft_helpers.experiment import prepare_model
 from lft_helpers.reporting import load_results
-from lft_helpers.variants import prepare_variant
+from lft_helpers.specs import VARIANT_SPECS
 
 HEAD = ("pre_classifier.", "classifier.")
 
@@ -14,9 +15,9 @@ def trainable_names(model) -> list[str]:
     return [name for name, p in model.named_parameters() if p.requires_grad]
 
 
-def test_baseline_trains_nothing_and_has_no_learning_rate(tiny_config):
-    _, lr = prepare_variant("baseline", tiny_config)
-    assert lr is None
+def prepare_variant(name, config):
+    spec = VARIANT_SPECS[name]
+    return prepare_model(spec, config), spec.learning_rate(config)
 
 
 def test_head_only_trains_exactly_the_two_head_layers(tiny_config):

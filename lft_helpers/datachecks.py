@@ -1,8 +1,10 @@
-"""Checks on the user's data, model and output folder that run before any training.
+"""Checks on the user's data that run before any training, and the fixes made instead of failing.
 
 Each check raises :class:`LFTError` with one message naming the input (a file, a column, a flag),
 what is wrong with it and how to fix it. Fixable problems are fixed and reported instead: label
 words such as ``neg``/``pos`` are mapped to 0/1, and a few rows without text are dropped.
+Duplicate reviews are counted here too (`duplicate_rows`, `rows_also_in`); `data` decides what to
+do with them.
 """
 
 from __future__ import annotations
@@ -11,34 +13,16 @@ import contextlib
 import logging
 from pathlib import Path
 
+import numpy as np
+
 from .config import Config
-from .errors import LFTError
-from .hub import is_local
+from .errors import LFTError, first_line
 
 # Spelled-out labels accepted in a label column (compared lower-case, stripped).
 LABEL_WORDS = {"0": 0, "1": 1, "neg": 0, "pos": 1, "negative": 0, "positive": 1}
 LABEL_HELP = "0/1, or the words neg/pos or negative/positive"
 # Up to this share of rows without text is dropped with a note; more means a wrong column or file.
 MAX_DROPPED_SHARE = 0.10
-# Settings that may change between a run and its --resume; everything else must match.
-RESUME_FREE = {
-    "output_dir",
-    "preset",
-    "save_steps",
-    "save_total_limit",
-    "logging_steps",
-    "eval_steps",
-    "eval_batch_size",
-    "extra",
-}
-
-
-def first_line(err: BaseException, limit: int = 200) -> str:
-    """A library error's root cause, cut to one short line for an LFTError message."""
-    root = err.__cause__ or err
-    text = str(root).strip().splitlines()[0] if str(root).strip() else type(root).__name__
-    text = text if len(text) <= limit else text[: limit - 3] + "..."
-    return text.rstrip(".") or type(root).__name__  # the message adds its own full stop
 
 
 @contextlib.contextmanager
@@ -68,6 +52,21 @@ def read_split_file(path: str | Path, fmt: str):
     if dataset.num_rows == 0:
         raise LFTError(f"Data file `{path}` has no rows. Point --data at a directory with reviews.")
     return dataset
+
+
+def mark_source(dataset, source: str):
+    """Record where a split came from (a file, or a Hub dataset and split) for later messages.
+
+    It goes in the split's own `DatasetInfo`, which `select` and column edits carry along, so
+    a check on subset sizes can name the file without looking for it again.
+    """
+    dataset.info.description = source
+    return dataset
+
+
+def source_of(dataset, split: str) -> str:
+    """What a message calls a split: its recorded source, else the split's name."""
+    return dataset.info.description or f"the {split} split"
 
 
 def check_columns(dataset, source: str, config: Config) -> None:
@@ -145,9 +144,15 @@ def normalize_labels(dataset, source: str, column: str):
 
 
 def class_counts(labels) -> tuple[int, int]:
-    labels = list(labels)
-    positive = sum(1 for v in labels if v == 1)
+    """(negative, positive) rows."""
+    labels = np.asarray(labels)
+    positive = int((labels == 1).sum())
     return len(labels) - positive, positive
+
+
+def class_shares(size: int) -> tuple[int, int]:
+    """(negative, positive) rows in a balanced subset of `size`: the odd row goes to positive."""
+    return size // 2, size - size // 2
 
 
 def check_two_classes(dataset, source: str) -> None:
@@ -169,44 +174,7 @@ def clean_split(dataset, source: str, config: Config):
     dataset, note = drop_empty_texts(dataset, source, config.text_column)
     dataset = normalize_labels(dataset, source, config.label_column)
     check_two_classes(dataset, source)
-    return dataset, note
-
-
-def per_class(size: int) -> tuple[int, int]:
-    """Rows each class gives to a balanced subset of `size` (as `stratified_indices` picks)."""
-    return size // 2, size - size // 2
-
-
-def split_sources(config: Config) -> dict:
-    """What to call each split in a message: its file, or the Hub dataset and split."""
-    if is_local(config.data):
-        from .data import find_split_files
-
-        return {split: str(path) for split, path in find_split_files(config.data).items()}
-    return {split: f"{config.data} ({split} split)" for split in ("train", "test")}
-
-
-def check_sizes(data, config: Config) -> None:
-    """Train+validation and eval sizes fit the rows each class has, balanced."""
-    train, val = per_class(config.train_size), per_class(config.val_size)
-    train_need = (train[0] + val[0], train[1] + val[1])
-    wanted = {
-        "train": (
-            train_need,
-            f"train_size={config.train_size} plus val_size={config.val_size}",
-            "--train-size/--val-size",
-        ),
-        "test": (per_class(config.eval_size), f"eval_size={config.eval_size}", "--eval-size"),
-    }
-    for split, (need, asked, flags) in wanted.items():
-        have = class_counts(data[split]["label"])
-        if have[0] < need[0] or have[1] < need[1]:
-            source = split_sources(config)[split]
-            raise LFTError(
-                f"Data file `{source}` has {have[0]} negative and {have[1]} positive "
-                f"reviews ({sum(have)} rows), too few for {asked}, which takes {need[0]} "
-                f"negative and {need[1]} positive. Lower {flags}."
-            )
+    return mark_source(dataset, source), note
 
 
 def validate_splits(data: dict, config: Config, sources: dict):
@@ -221,60 +189,54 @@ def validate_splits(data: dict, config: Config, sources: dict):
     return datasets.DatasetDict(cleaned), notes
 
 
-def check_model(config: Config, variants=("lora",)) -> None:
-    """The model can classify sequences and the LoRA targets exist, before any weights load.
+def check_sizes(data, config: Config, eval_excluded=()) -> None:
+    """Train+validation and eval sizes fit the rows each class has, balanced.
 
-    The model is built on the meta device from its config alone, so this costs milliseconds.
+    `eval_excluded` are test rows the eval subset may not use (reviews also in train).
     """
-    import torch
-    from transformers import AutoConfig, AutoModelForSequenceClassification
-
-    from .modeling import check_targets, default_target_modules, head_modules, resolve_model_source
-
-    source = resolve_model_source(config.model)
-    try:
-        model_config = AutoConfig.from_pretrained(source)
-        model_config.num_labels = 2
-        with torch.device("meta"):
-            skeleton = AutoModelForSequenceClassification.from_config(model_config)
-    except (OSError, ValueError, KeyError) as err:
+    train, val = class_shares(config.train_size), class_shares(config.val_size)
+    test_labels = np.delete(np.asarray(data["test"]["label"]), np.asarray(eval_excluded, int))
+    wanted = {
+        "train": (
+            (train[0] + val[0], train[1] + val[1]),
+            np.asarray(data["train"]["label"]),
+            f"train_size={config.train_size} plus val_size={config.val_size}",
+            "Lower --train-size/--val-size",
+        ),
+        "test": (
+            class_shares(config.eval_size),
+            test_labels,
+            f"eval_size={config.eval_size}",
+            "Lower --eval-size",
+        ),
+    }
+    for split, (need, labels, asked, fix) in wanted.items():
+        have = class_counts(labels)
+        if have[0] >= need[0] and have[1] >= need[1]:
+            continue
+        left_out = ""
+        if split == "test" and len(eval_excluded):
+            left_out = f" not counting {len(eval_excluded)} that repeat a train review,"
+            fix += ", or pass --keep-eval-duplicates to evaluate on those too"
         raise LFTError(
-            f"Model `{config.model}` cannot be used for sequence classification "
-            f"({first_line(err)}). Use a BERT-family encoder such as distilbert-base-uncased "
-            "or `minilm-offline`."
-        ) from None
-    head_modules(skeleton)
-    if "lora" in variants:
-        check_targets(skeleton, list(config.target_modules or default_target_modules(skeleton)))
-
-
-def comparable(name: str, value):
-    """A config value as compared on --resume: local paths resolved, lists as tuples."""
-    if name in ("model", "data") and isinstance(value, str) and is_local(value):
-        return str(Path(value).expanduser().resolve())
-    return tuple(value) if isinstance(value, list) else value
-
-
-def check_resume_config(output_dir: str | Path, config: Config) -> None:
-    """--resume continues the run in `output_dir` only with the settings it was started with."""
-    from .reporting import load_results
-
-    path = Path(output_dir) / "results.json"
-    if not path.is_file():
-        return
-    try:
-        before = load_results(path)["config"]
-    except (OSError, ValueError, KeyError):
-        return  # no readable record to compare with: nothing to protect
-    now = {k: v for k, v in config.to_dict().items() if k in before and k not in RESUME_FREE}
-    changed = [
-        f"{k} {before[k]!r} there, {v!r} now"
-        for k, v in now.items()
-        if comparable(k, before[k]) != comparable(k, v)
-    ]
-    if changed:
-        raise LFTError(
-            f"--resume: the run in `{output_dir}` was started with other settings "
-            f"({'; '.join(changed)}). Rerun with the same settings, or pass --overwrite to "
-            "start over."
+            f"Data file `{source_of(data[split], split)}` has {have[0]} negative and {have[1]} "
+            f"positive reviews ({sum(have)} rows),{left_out} too few for {asked}, which takes "
+            f"{need[0]} negative and {need[1]} positive. {fix}."
         )
+
+
+def normalize_text(text: str) -> str:
+    """The form duplicates are compared in: runs of whitespace as one space, ends stripped."""
+    return " ".join(text.split())
+
+
+def duplicate_rows(texts) -> int:
+    """Rows of `texts` (normalised) that repeat an earlier row."""
+    texts = list(texts)
+    return len(texts) - len(set(texts))
+
+
+def rows_also_in(texts, reference) -> np.ndarray:
+    """Row numbers of `texts` that also occur in `reference` (both normalised)."""
+    seen = set(reference)
+    return np.array([i for i, t in enumerate(texts) if t in seen], dtype=int)

@@ -1,0 +1,60 @@
+"""The machine's yardstick: the best matmul rate it reaches, and its matrix instruction sets."""
+
+from __future__ import annotations
+
+import time
+
+from ..runtime import device_name, torch_dtype
+
+# /proc/cpuinfo flags of the CPU's matrix units, from the widest down (issue: AMX and
+# AVX-512 BF16 machines differ in what limits the model).
+MATRIX_FLAGS = ("amx_bf16", "amx_tile", "avx512_bf16", "avx512f", "avx2")
+
+
+def measure_matmul_peak(
+    precision: str = "fp32", *, size: int | None = None, repeats: int = 5
+) -> dict:
+    """Best-of-`repeats` GFLOP/s of one square matmul: the yardstick for the model's speed."""
+    import torch
+
+    device = device_name()
+    size = size or (8192 if device == "cuda" else 2048)
+    dtype = torch_dtype(precision)
+    a = torch.randn(size, size, device=device).to(dtype)
+    b = torch.randn(size, size, device=device).to(dtype)
+    best = float("inf")
+    for _ in range(repeats + 1):  # the first call only warms up
+        start = time.perf_counter()
+        torch.mm(a, b)
+        if device == "cuda":
+            torch.cuda.synchronize()
+        best = min(best, time.perf_counter() - start)
+    return {"precision": precision, "size": size, "gflops": round(2 * size**3 / best / 1e9, 2)}
+
+
+def measure_peaks(precisions) -> dict:
+    return {p: measure_matmul_peak(p) for p in sorted(set(precisions))}
+
+
+def best_peaks(first: dict, second: dict) -> dict:
+    """Per precision, the faster of two readings, keeping both for the record."""
+    out = {}
+    for p in first:
+        best = max(first[p], second[p], key=lambda r: r["gflops"])
+        out[p] = {**best, "readings": [first[p]["gflops"], second[p]["gflops"]]}
+    return out
+
+
+def matrix_instruction_sets(cpuinfo: str | None = None) -> list[str]:
+    """Which of `MATRIX_FLAGS` this CPU has (empty where /proc/cpuinfo cannot be read)."""
+    if cpuinfo is None:
+        try:
+            with open("/proc/cpuinfo", encoding="utf-8") as f:
+                cpuinfo = f.read()
+        except OSError:
+            return []
+    flags = set()
+    for line in cpuinfo.splitlines():
+        if line.startswith("flags"):
+            flags.update(line.split(":", 1)[1].split())
+    return [flag for flag in MATRIX_FLAGS if flag in flags]

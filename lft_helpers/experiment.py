@@ -1,0 +1,172 @@
+"""One runner for every experiment: a list of named specs, trained and scored on the same data.
+
+`run`, `compare`, `sweep` and the notebook all go through `run_specs`; what differs between them
+is only the list of specs (see `specs`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .config import Config
+from .hub import is_local, readable_path
+from .modeling import build_peft_model, check_model, describe_model, head_modules, load_model
+from .pipeline import (
+    Prepared,
+    check_output_dir,
+    check_resume_config,
+    prepare_data,
+    save_run,
+    score_model,
+    start_over,
+    train_variant,
+)
+from .runtime import is_main_process
+from .specs import Spec, run_slug, variant_specs
+
+
+def freeze_all_but(model, module_names) -> None:
+    """Train only parameters under the named modules (by name component)."""
+    for name, param in model.named_parameters():
+        param.requires_grad = any(m in name.split(".") for m in module_names)
+
+
+def prepare_model(spec: Spec, config: Config):
+    """A fresh model set up to train what `spec` trains (the head is seeded and new)."""
+    model = load_model(config)
+    if spec.train == "peft":
+        return build_peft_model(model, config, spec.peft)
+    if spec.train == "head":
+        freeze_all_but(model, head_modules(model))
+    else:  # "none" trains nothing, "full" everything
+        model.requires_grad_(spec.train == "full")
+    return model
+
+
+def save_trained(model, spec: Spec, directory: str | Path, tokenizer=None) -> float:
+    """Save what must be kept to reuse the model (safetensors); return its size in MB (10^6 B).
+
+    For the head-only probe that is the head alone; a PEFT model saves its adapter and head.
+    """
+    from safetensors.torch import save_file
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    if spec.train == "head":
+        heads = head_modules(model)
+        state = {
+            k: v.detach().contiguous()
+            for k, v in model.state_dict().items()
+            if any(m in k.split(".") for m in heads)
+        }
+        save_file(state, str(directory / "head.safetensors"))
+    else:
+        model.save_pretrained(str(directory), safe_serialization=True)
+    size = sum(p.stat().st_size for p in directory.glob("*.safetensors"))
+    if tokenizer is not None:
+        tokenizer.save_pretrained(str(directory))
+    return round(size / 1e6, 3)
+
+
+def peft_record(model) -> dict:
+    """The PEFT config actually applied (targets resolved) and the adapter's own parameters."""
+    configs = getattr(model, "peft_config", None)
+    if not configs:
+        return {}
+    applied = configs["default"].to_dict()
+    record = {
+        "peft_config": {k: sorted(v) if isinstance(v, set) else v for k, v in applied.items()},
+        # Every method trains the head in full; the adapter is what the method itself adds.
+        "adapter_params": sum(
+            p.numel()
+            for name, p in model.named_parameters()
+            if p.requires_grad and "modules_to_save" not in name
+        ),
+    }
+    if applied.get("peft_type") == "LORA":
+        record.update(
+            r=applied["r"],
+            lora_alpha=applied["lora_alpha"],
+            targets=sorted(applied["target_modules"]),
+        )
+    return record
+
+
+def finish_spec(spec: Spec, model, prepared: Prepared, config: Config, fit=None) -> dict:
+    """Score a (trained) model and save what must be kept; return the run's full record."""
+    record = {"spec": spec.to_dict(), **peft_record(model), **score_model(model, prepared, config)}
+    record.update(fit or {})
+    if spec.save_dir and is_main_process():
+        directory = Path(config.output_dir) / spec.save_dir
+        record["saved_size_mb"] = save_trained(model, spec, directory, prepared.tokenizer)
+    return record
+
+
+def fit_spec(spec: Spec, prepared: Prepared, config: Config, *, log=print, resume=False):
+    """Build, train, score and save one spec's model; return the model and its record.
+
+    Checkpoints go to `<output_dir>/checkpoints/<spec>`, so --resume finds each run's own.
+    """
+    run_config = spec.config_for(config)
+    model = prepare_model(spec, run_config)
+    lr = spec.learning_rate(run_config)
+    fit = None
+    if lr is not None:
+        name = run_slug(spec.name)
+        fit = train_variant(name, model, lr, prepared, run_config, log=log, resume=resume)
+    return model, finish_spec(spec, model, prepared, run_config, fit)
+
+
+def run_specs(specs, prepared: Prepared, config: Config, *, log=print, resume=False, save=None):
+    """Run each spec on the same prepared data; `save(runs)` is called after each one."""
+    runs: dict = {}
+    for spec in specs:
+        log(f"{spec.label}:")
+        _, runs[spec.name] = fit_spec(spec, prepared, config, log=log, resume=resume)
+        log(f"  accuracy {runs[spec.name]['accuracy']:.4f}, F1 {runs[spec.name]['f1']:.4f}")
+        if save is not None:
+            save(runs)
+    return runs
+
+
+def run_experiment(
+    config: Config,
+    specs=("baseline", "lora"),
+    *,
+    log=print,
+    resume=False,
+    overwrite=False,
+    prepared=None,
+    extra=None,
+) -> dict:
+    """Run `specs` (or variant names) on the same data into `config.output_dir`.
+
+    `results.partial.json` is rewritten as each run ends and `results.json` (replacing the
+    partial file) once all have, so an interrupted run never replaces a complete one. `extra`
+    adds top-level entries to both.
+    """
+    specs = [s if isinstance(s, Spec) else variant_specs([s])[0] for s in specs]
+    if is_main_process():  # other ranks could meet rank 0's fresh results.json and refuse
+        check_output_dir(config.output_dir, overwrite, resume)
+    if resume:
+        check_resume_config(config.output_dir, config)
+    if prepared is None:
+        shown = readable_path(config.data) if is_local(config.data) else config.data
+        log(f"Loading data from {shown} and model {describe_model(config.model)}")
+        prepared = prepare_data(config, log)
+    lora = [s.config_for(config) for s in specs if s.train == "peft" and s.peft_type == "LORA"]
+    check_model(config, lora_configs=lora)
+    # Only now, on rank 0: a run refused by any check above leaves the old one intact.
+    if overwrite and not resume and is_main_process():
+        start_over(config.output_dir, log)
+    log(
+        f"  {len(prepared.train)} train, {len(prepared.val)} validation, "
+        f"{len(prepared.eval)} eval reviews; max length {config.max_length}"
+    )
+
+    def save(runs: dict, *, complete: bool = False) -> dict:
+        return save_run(config, runs, prepared, complete=complete, extra=extra)
+
+    save({})  # the record a --resume is checked against
+    runs = run_specs(specs, prepared, config, log=log, resume=resume, save=save)
+    return save(runs, complete=True)

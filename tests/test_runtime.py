@@ -1,0 +1,47 @@
+"""Mixed precision follows what the hardware computes natively, never what it only emulates."""
+
+import pytest
+import torch
+
+from lft_helpers import runtime
+
+
+def pretend_gpu(monkeypatch, capability: tuple[int, int]) -> None:
+    """A CUDA GPU of `capability` that, like torch's real check, reports emulated bf16 as
+    supported unless `including_emulation=False` is asked."""
+    monkeypatch.setattr(torch.version, "hip", None)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+    monkeypatch.setattr(
+        torch.cuda,
+        "is_bf16_supported",
+        lambda including_emulation=True: including_emulation or capability >= (8, 0),
+    )
+
+
+@pytest.mark.parametrize(
+    ("gpu", "capability", "expected"),
+    [
+        ("T4", (7, 5), "fp16"),
+        ("V100", (7, 0), "fp16"),
+        ("A100", (8, 0), "bf16"),
+        ("RTX 3090", (8, 6), "bf16"),
+        ("H100", (9, 0), "bf16"),
+    ],
+)
+def test_auto_precision_is_bf16_only_where_the_gpu_has_it(monkeypatch, gpu, capability, expected):
+    pretend_gpu(monkeypatch, capability)
+    assert runtime.resolve_precision("auto") == expected, gpu
+
+
+def test_an_explicit_precision_is_kept_on_any_gpu(monkeypatch):
+    pretend_gpu(monkeypatch, (7, 5))
+    assert runtime.resolve_precision("bf16") == "bf16"
+    assert runtime.resolve_precision("fp32") == "fp32"
+
+
+@pytest.mark.parametrize(("native", "expected"), [(True, "bf16"), (False, "fp32")])
+def test_cpu_uses_bf16_only_with_native_support(monkeypatch, native, expected):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(runtime, "cpu_supports_bf16", lambda: native)
+    assert runtime.resolve_precision("auto") == expected
