@@ -1,7 +1,25 @@
 """lft_helpers: the computing side of the LightweightFineTuning notebook.
 
-Modules follow the pipeline: config, data, modeling, training, evaluation, reporting, plotting,
-pipeline (the steps chained), cli (the command-line twin).
+Layers, lowest first; a module imports only from its own layer or those below it
+(tests/test_layers.py checks):
+
+- foundations: errors (LFTError and its messages), labels (class names), flags (command-line
+  flags generated from dataclass fields)
+- config (the one Config object and its presets) and specs (every way to fine-tune as a named
+  Spec: variants, LoRA ranks)
+- sources and the machine: hub (local or Hub sources, the Hub check), runtime (device,
+  precision, threads, memory)
+- data: datachecks (checks of the user's files), truncation (head+tail), data (loading,
+  stratified subsets, duplicates, tokenization), prepare_imdb (Stanford's archive to parquet)
+- model: modeling (encoder and head, PEFT configs, target checks)
+- training and scoring: training (the Trainer), evaluation (metrics, intervals), inference
+  (the fast path for serving), analysis (errors, lengths, paired tests)
+- results documents: reporting (results.json, tables, the sentences the notebook shows)
+- experiment: pipeline (data preparation, training and scoring steps, resume), experiment (the
+  one runner of specs), sweep (the rank sweep), shipping (reload, merge, serve), estimate (run
+  time before a run), long_reviews (head-only against head+tail on a saved run)
+- views: explore (looking at the data), plotting (figures)
+- bench (the benchmark subpackage) and cli (the command-line twin)
 """
 
 from .config import Config, make_config

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from .errors import LFTError
+from .flags import option
 
 DEFAULT_MODEL = "distilbert-base-uncased"
 DEFAULT_DATA = "stanfordnlp/imdb"
@@ -48,12 +49,6 @@ PRESETS: dict[str, dict] = {
         eval_steps=250,
     ),
 }
-
-
-def option(default, help: str, **meta):
-    """A config field with its command-line help (and optionally `flag` or `choices`) attached."""
-    kind = "default_factory" if callable(default) else "default"
-    return field(**{kind: default}, metadata={"help": help, **meta})
 
 
 @dataclass(frozen=True)

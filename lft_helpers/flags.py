@@ -22,6 +22,12 @@ import types
 import typing
 
 
+def option(default, help: str, **meta):
+    """A dataclass field with its command-line help (and optionally `flag`, `choices` or
+    `type`) in its metadata, where `add_dataclass_flags` reads them."""
+    return dataclasses.field(default=default, metadata={"help": help, **meta})
+
+
 def _strip_optional(annotation):
     """`X | None` and `Optional[X]` as X; anything else unchanged."""
     if typing.get_origin(annotation) in (typing.Union, types.UnionType):

@@ -8,6 +8,8 @@ import platform
 import threading
 import time
 
+import psutil
+
 
 def device_name() -> str:
     import torch
@@ -66,6 +68,7 @@ def autocast(precision: str):
 
 
 def cpu_name() -> str:
+    """The CPU's model name (psutil does not report it, so /proc/cpuinfo where there is one)."""
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as f:
             for line in f:
@@ -83,14 +86,7 @@ def gpu_name() -> str | None:
 
 
 def _rss_mb() -> float:
-    try:
-        with open("/proc/self/statm", encoding="utf-8") as f:
-            pages = int(f.read().split()[1])
-        return pages * os.sysconf("SC_PAGE_SIZE") / 1e6
-    except (OSError, ValueError):
-        import resource
-
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e6
+    return psutil.Process().memory_info().rss / 1e6
 
 
 def release_free_memory() -> None:
@@ -178,7 +174,8 @@ def is_main_process() -> bool:
 def peak_rss_mb() -> float:
     """The kernel's high-water mark of this process's resident memory (VmHWM), in MB.
 
-    Unlike `ru_maxrss`, it starts afresh at exec, so a child does not inherit its parent's peak.
+    Unlike `ru_maxrss`, it starts afresh at exec, so a child does not inherit its parent's peak;
+    psutil does not expose it, hence /proc.
     """
     try:
         with open("/proc/self/status", encoding="utf-8") as f:

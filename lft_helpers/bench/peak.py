@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 from ..runtime import device_name, torch_dtype
 
 # /proc/cpuinfo flags of the CPU's matrix units, from the widest down (issue: AMX and
@@ -16,19 +14,20 @@ def measure_matmul_peak(
 ) -> dict:
     """Best-of-`repeats` GFLOP/s of one square matmul: the yardstick for the model's speed."""
     import torch
+    from torch.utils.benchmark import Timer
 
     device = device_name()
     size = size or (8192 if device == "cuda" else 2048)
     dtype = torch_dtype(precision)
     a = torch.randn(size, size, device=device).to(dtype)
     b = torch.randn(size, size, device=device).to(dtype)
-    best = float("inf")
-    for _ in range(repeats + 1):  # the first call only warms up
-        start = time.perf_counter()
-        torch.mm(a, b)
-        if device == "cuda":
-            torch.cuda.synchronize()
-        best = min(best, time.perf_counter() - start)
+    # Timer warms up, synchronises CUDA and keeps this process's thread count.
+    timer = Timer(
+        "torch.mm(a, b)",
+        globals={"torch": torch, "a": a, "b": b},
+        num_threads=torch.get_num_threads(),
+    )
+    best = min(timer.timeit(1).times[0] for _ in range(repeats))
     return {"precision": precision, "size": size, "gflops": round(2 * size**3 / best / 1e9, 2)}
 
 

@@ -4,65 +4,60 @@ the project Config of each benchmarked model."""
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..config import ENV_DATA, PRECISIONS, Config, make_config
 from ..errors import LFTError
-from ..flags import add_dataclass_flags, values_from_args
+from ..flags import add_dataclass_flags, option, values_from_args
 from ..modeling import OFFLINE_ALIAS
 from .subjects import DEFAULT_MODELS, RANDOM_DISTILBERT, bench_model_source
-
-
-def setting(default, help: str, **meta):
-    """A bench setting with its command-line help (and optionally `flag` or `choices`)."""
-    return field(default=default, metadata={"help": help, **meta})
 
 
 @dataclass(frozen=True)
 class BenchSettings:
     """What one benchmark run measures; batch sizes of 0 take the preset's."""
 
-    models: tuple[str, ...] = setting(
+    models: tuple[str, ...] = option(
         DEFAULT_MODELS,
         f"model to benchmark, repeatable: `{OFFLINE_ALIAS}`, a model directory, or "
         f"`{RANDOM_DISTILBERT}`",
         flag="--model",
     )
-    data: str | None = setting(None, f"IMDb directory or Hub id (env {ENV_DATA})")
-    reviews: int = setting(1000, "test reviews, both classes in equal share")
-    max_length: int = setting(512, "truncate reviews to this many tokens")
-    train_steps: int = setting(8, "timed training steps")
-    warmup_steps: int = setting(2, "untimed training steps before the timed ones")
-    eval_batch_size: int = setting(0, "evaluation batch size; 0 takes the preset's")
-    train_batch_size: int = setting(0, "training batch size; 0 takes the preset's")
-    precision: str = setting(
+    data: str | None = option(None, f"IMDb directory or Hub id (env {ENV_DATA})")
+    reviews: int = option(1000, "test reviews, both classes in equal share")
+    max_length: int = option(512, "truncate reviews to this many tokens")
+    train_steps: int = option(8, "timed training steps")
+    warmup_steps: int = option(2, "untimed training steps before the timed ones")
+    eval_batch_size: int = option(0, "evaluation batch size; 0 takes the preset's")
+    train_batch_size: int = option(0, "training batch size; 0 takes the preset's")
+    precision: str = option(
         "auto",
         "fast path precision (auto: bf16 where supported; fp32 turns autocast off)",
         choices=PRECISIONS,
     )
-    adapter: str | None = setting(None, "trained adapter folder for the pretrained model")
-    seed: int = setting(42, "review selection and initialisation seed")
-    memory: bool = setting(True, "skip the LoRA and full fine-tuning memory probes")
-    threads: int = setting(0, "torch threads; 0 is one per usable CPU")
-    keep_freed_memory: bool = setting(
+    adapter: str | None = option(None, "trained adapter folder for the pretrained model")
+    seed: int = option(42, "review selection and initialisation seed")
+    memory: bool = option(True, "skip the LoRA and full fine-tuning memory probes")
+    threads: int = option(0, "torch threads; 0 is one per usable CPU")
+    keep_freed_memory: bool = option(
         True,
         "let glibc return freed memory to the OS (slower CPU training; default: keep it)",
         flag="--default-allocator",
     )
-    fast_batch_size: int = setting(
+    fast_batch_size: int = option(
         0, "fast path's inference batch size; 0 is 16 on a CPU, 64 on a GPU"
     )
-    breakdown: bool = setting(
+    breakdown: bool = option(
         True, "measure only the naive and the fast evaluation, not each step between"
     )
-    compile: bool = setting(
+    compile: bool = option(
         False, "add a last step: the fast model compiled with frozen weights (torch.compile)"
     )
-    full_training: bool = setting(
+    full_training: bool = option(
         True, "time LoRA training only, not full fine-tuning's naive and fast training too"
     )
-    profile: bool = setting(True, "skip the torch.profiler profile of one fast training step")
+    profile: bool = option(True, "skip the torch.profiler profile of one fast training step")
 
 
 def check_settings(settings: BenchSettings) -> None:
