@@ -12,12 +12,14 @@ Layers, lowest first; a module imports only from its own layer or those below it
 - data: datachecks (checks of the user's files), truncation (head+tail), data (loading,
   stratified subsets, duplicates, tokenization), prepare_imdb (Stanford's archive to parquet)
 - model: modeling (encoder and head, PEFT configs, target checks)
-- training and scoring: training (the Trainer), evaluation (metrics, intervals), inference
-  (the fast path for serving), analysis (errors, lengths, paired tests)
+- training and scoring: training (the Trainer, and the optimizers and callbacks a spec may
+  name), evaluation (metrics, intervals), inference (the fast path for serving), analysis
+  (errors, lengths, paired tests), probe (logistic regression on frozen pooled embeddings)
 - results documents: reporting (results.json, tables, the sentences the notebook shows)
 - experiment: pipeline (data preparation, training and scoring steps, resume), experiment (the
-  one runner of specs), sweep (the rank sweep), shipping (reload, merge, serve), estimate (run
-  time before a run), long_reviews (head-only against head+tail on a saved run)
+  one runner of specs), sweep (the rank sweep), methods (the PEFT method suite: catalogue,
+  learning-rate grids, seeds, resumable per-run files), shipping (reload, merge, serve),
+  estimate (run time before a run), long_reviews (head-only against head+tail on a saved run)
 - views: explore (looking at the data), plotting (figures)
 - bench (the benchmark subpackage) and cli (the command-line twin)
 """

@@ -13,7 +13,6 @@ import textwrap
 
 import numpy as np
 from scipy.stats import binomtest
-from sklearn.metrics import confusion_matrix
 
 from .evaluation import accuracy_interval
 from .labels import LABEL_NAMES
@@ -24,19 +23,6 @@ LENGTH_BINS = (128, 256, 512)
 def predicted_labels(positive_prob) -> np.ndarray:
     # Strictly above one half, as argmax over two logits picks the negative class on a tie.
     return (np.asarray(positive_prob, dtype=float) > 0.5).astype(int)
-
-
-def confusion_table(labels, positive_prob):
-    """Counts of true (rows) against predicted (columns) labels, with label names."""
-    import pandas as pd
-
-    counts = confusion_matrix(np.asarray(labels), predicted_labels(positive_prob), labels=[0, 1])
-    names = [n.lower() for n in LABEL_NAMES]
-    return pd.DataFrame(
-        counts,
-        index=pd.Index([f"true {n}" for n in names]),
-        columns=[f"predicted {n}" for n in names],
-    )
 
 
 def excerpt(text: str, chars: int = 200) -> str:

@@ -9,7 +9,7 @@ import signal
 import sys
 from pathlib import Path
 
-from .config import Config, make_config
+from .config import Config, describe_default, make_config
 from .errors import LFTError
 from .flags import add_dataclass_flags, values_from_args
 from .runtime import is_main_process
@@ -20,7 +20,7 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
 
     A flag not given reads None, so the preset and the environment decide its value.
     """
-    add_dataclass_flags(parser, Config, show_defaults=False)
+    add_dataclass_flags(parser, Config, describe_default=describe_default)
     parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
     parser.add_argument(
         "--overwrite", action="store_true", help="replace results already in --output-dir"
@@ -54,6 +54,16 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument(
         "--ranks", type=parse_ranks, help="comma-separated LoRA ranks (default 1,2,4,8,16,32)"
     )
+    from .methods import add_methods_flags
+
+    methods = sub.add_parser(
+        "methods",
+        help="the PEFT method suite: ~15 methods, each at the learning rate its grid picks on "
+        "the validation split, for --seeds seeds on the same data; one file per run in "
+        "<output-dir>/runs (default runs/methods), summary.json, report.md, pareto.png",
+    )
+    add_config_flags(methods)
+    add_methods_flags(methods)
     from .bench import add_bench_flags
 
     bench = sub.add_parser(
@@ -158,6 +168,51 @@ def cmd_sweep(args) -> int:
     return 0
 
 
+def cmd_methods(args, argv) -> int:
+    from .methods import (
+        DEFAULT_BUDGET,
+        DEFAULT_OUTPUT_DIR,
+        DEFAULT_SEEDS,
+        REPORT,
+        SUMMARY,
+        run_methods,
+        suite_config,
+    )
+    from .pipeline import resume_command
+    from .plotting import plot_methods_pareto
+    from .reporting import format_table, methods_table
+
+    budget = args.budget or DEFAULT_BUDGET
+    # Flags given explicitly win over the budget; the suite has its own default folder.
+    given = {**values_from_args(Config, args), "output_dir": args.output_dir or DEFAULT_OUTPUT_DIR}
+    config = suite_config(config_from_args(args), budget, **given)
+    try:
+        summary = run_methods(
+            config,
+            args.methods,
+            seeds=args.seeds or DEFAULT_SEEDS,
+            budget=budget,
+            log=_log,
+            resume=args.resume,
+            overwrite=args.overwrite,
+        )
+    except KeyboardInterrupt:
+        _log(
+            f"Finished runs are kept in {config.output_dir}; continue with: {resume_command(argv)}"
+        )
+        raise
+    if not is_main_process():
+        return 0
+    out = Path(config.output_dir)
+    plot_methods_pareto(summary, out / "pareto.png")
+    print(format_table(methods_table(summary)))
+    print(summary["ranking"]["sentence"])
+    print(
+        f"Runs in {out / 'runs'}; {out / SUMMARY}, {out / REPORT} and {out / 'pareto.png'} written"
+    )
+    return 0
+
+
 def add_truncation_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_dir", help="a finished run's --output-dir (results.json, adapter/)")
     parser.add_argument("--max-length", type=int, help="tokens kept (default: the run's)")
@@ -203,6 +258,8 @@ def main(argv=None) -> int:
                 return code
             if args.command == "sweep":
                 return cmd_sweep(args)
+            if args.command == "methods":
+                return cmd_methods(args, argv)
             if args.command == "report":
                 return cmd_report(args)
             if args.command == "bench":

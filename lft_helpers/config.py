@@ -133,6 +133,17 @@ class Config:
         return dataclasses.replace(self, **changes)
 
 
+def describe_default(name: str, default) -> str | None:
+    """A field's default as --help shows it: per preset where the presets differ."""
+    values = {preset: PRESETS[preset].get(name, default) for preset in PRESETS}
+    if len(set(values.values())) > 1:
+        return ", ".join(
+            f"{preset} {value:g}" if isinstance(value, float) else f"{preset} {value}"
+            for preset, value in values.items()
+        )
+    return None if default is None or name in ("preset", "model", "data") else str(default)
+
+
 def flag_name(field_name: str) -> str:
     """The command-line flag that sets a Config field."""
     meta = {f.name: f.metadata for f in dataclasses.fields(Config)}.get(field_name, {})

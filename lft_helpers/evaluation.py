@@ -26,7 +26,7 @@ def compute_metrics(labels, logits) -> dict:
     }
 
 
-def batch_order(lengths, batch_size: int, sort_by_length: bool) -> list[np.ndarray]:
+def batch_order(lengths, batch_size: int, *, sort_by_length: bool) -> list[np.ndarray]:
     """Row indices per batch; sorted by length so each batch pads to a similar size."""
     order = np.argsort(lengths, kind="stable") if sort_by_length else np.arange(len(lengths))
     return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
@@ -38,6 +38,7 @@ def predict_logits(
     tokenizer,
     batch_size: int = 64,
     precision: str = "auto",
+    *,
     sort_by_length: bool = True,
     pad_to: int | None = None,
 ) -> np.ndarray:
@@ -58,7 +59,7 @@ def predict_logits(
     logits = np.zeros((len(lengths), model.config.num_labels), dtype=np.float32)
     padding = "max_length" if pad_to else "longest"
     with torch.inference_mode(), autocast(precision):
-        for rows in batch_order(lengths, batch_size, sort_by_length):
+        for rows in batch_order(lengths, batch_size, sort_by_length=sort_by_length):
             batch = tokenizer.pad(
                 {"input_ids": [input_ids[i] for i in rows]},
                 padding=padding,

@@ -21,6 +21,7 @@ from .pipeline import (
     start_over,
     train_variant,
 )
+from .probe import fit_probe, make_probe_model, pooling_convention
 from .runtime import is_main_process
 from .specs import Spec, run_slug, variant_specs
 
@@ -31,15 +32,25 @@ def freeze_all_but(model, module_names) -> None:
         param.requires_grad = any(m in name.split(".") for m in module_names)
 
 
+def train_also(model, names) -> None:
+    """Also train parameters whose name has one of `names` as a component (BitFit: "bias")."""
+    for name, param in model.named_parameters():
+        if any(n in name.split(".") for n in names):
+            param.requires_grad = True
+
+
 def prepare_model(spec: Spec, config: Config):
     """A fresh model set up to train what `spec` trains (the head is seeded and new)."""
     model = load_model(config)
+    if spec.train == "embeddings":
+        return make_probe_model(model, pooling_convention(config.model))
     if spec.train == "peft":
-        return build_peft_model(model, config, spec.peft)
-    if spec.train == "head":
+        model = build_peft_model(model, config, spec.peft)
+    elif spec.train == "head":
         freeze_all_but(model, head_modules(model))
     else:  # "none" trains nothing, "full" everything
         model.requires_grad_(spec.train == "full")
+    train_also(model, spec.trainable)
     return model
 
 
@@ -53,13 +64,16 @@ def save_trained(model, spec: Spec, directory: str | Path, tokenizer=None) -> fl
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     if spec.train == "head":
-        heads = head_modules(model)
+        heads = [*head_modules(model), *spec.trainable]  # BitFit keeps its biases too
         state = {
             k: v.detach().contiguous()
             for k, v in model.state_dict().items()
             if any(m in k.split(".") for m in heads)
         }
         save_file(state, str(directory / "head.safetensors"))
+    elif spec.train == "embeddings":  # the encoder is the pretrained one: keep the probe alone
+        state = {k: v.detach().contiguous() for k, v in model.classifier.state_dict().items()}
+        save_file(state, str(directory / "probe.safetensors"))
     else:
         model.save_pretrained(str(directory), safe_serialization=True)
     size = sum(p.stat().st_size for p in directory.glob("*.safetensors"))
@@ -111,10 +125,20 @@ def fit_spec(spec: Spec, prepared: Prepared, config: Config, *, log=print, resum
     model = prepare_model(spec, run_config)
     lr = spec.learning_rate(run_config)
     fit = None
-    if lr is not None:
+    if spec.train == "embeddings":
+        fit = fit_probe(model, prepared.train, prepared.tokenizer, run_config, **spec.probe)
+    elif lr is not None:
         name = run_slug(spec.name)
-        fit = train_variant(name, model, lr, prepared, run_config, log=log, resume=resume)
+        fit = train_variant(
+            name, model, lr, prepared, run_config, log=log, resume=resume, **training_hooks(spec)
+        )
     return model, finish_spec(spec, model, prepared, run_config, fit)
+
+
+def training_hooks(spec: Spec) -> dict:
+    """A spec's optimizer and callbacks as `train_model` takes them (none: nothing passed)."""
+    hooks = {"optimizer": dict(spec.optimizer), "callbacks": spec.callbacks}
+    return {k: v for k, v in hooks.items() if v}
 
 
 def run_specs(specs, prepared: Prepared, config: Config, *, log=print, resume=False, save=None):
@@ -147,7 +171,7 @@ def run_experiment(
     """
     specs = [s if isinstance(s, Spec) else variant_specs([s])[0] for s in specs]
     if is_main_process():  # other ranks could meet rank 0's fresh results.json and refuse
-        check_output_dir(config.output_dir, overwrite, resume)
+        check_output_dir(config.output_dir, overwrite=overwrite, resume=resume)
     if resume:
         check_resume_config(config.output_dir, config)
     if prepared is None:

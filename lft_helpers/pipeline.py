@@ -131,7 +131,7 @@ def run_labels(config: Config) -> dict:
     }
 
 
-def check_output_dir(output_dir: str | Path, overwrite: bool, resume: bool = False) -> Path:
+def check_output_dir(output_dir: str | Path, *, overwrite: bool, resume: bool = False) -> Path:
     """Refuse to clobber another run's results; fail early if the folder is not writable."""
     path = Path(output_dir)
     checkpoints = any(path.glob("checkpoints/*/checkpoint-*"))
@@ -168,9 +168,20 @@ def start_over(output_dir: str | Path, log=print) -> None:
 
 
 def train_variant(
-    name: str, model, lr: float, prepared: Prepared, config: Config, log=print, resume=False
+    name: str,
+    model,
+    lr: float,
+    prepared: Prepared,
+    config: Config,
+    *,
+    log=print,
+    resume=False,
+    **hooks,
 ) -> dict:
-    """Train a prepared variant in place; checkpoints go to `<output_dir>/checkpoints/<name>`."""
+    """Train a prepared variant in place; checkpoints go to `<output_dir>/checkpoints/<name>`.
+
+    `hooks` (a spec's `optimizer`, `callbacks`) go to `train_model` as they are.
+    """
     fit = train_model(
         model,
         prepared.train,
@@ -181,6 +192,7 @@ def train_variant(
         learning_rate=lr,
         log=log,
         resume=resume,
+        **hooks,
     )
     fit.pop("is_main_process")
     return {"learning_rate": lr, "world_size": world_size(), **fit}

@@ -14,7 +14,9 @@ from .reporting import (
     format_points,
     length_headline,
     lora_full_comparison,
+    methods_headline,
     rank_series,
+    suite_budget_note,
     sweep_headline,
 )
 
@@ -275,3 +277,66 @@ def plot_accuracy_by_length(table, path: str | Path, max_length: int | None = No
     ax.set_ylabel("accuracy (95% CI)")
     ax.set_ylim(0, 1.05)
     return _save(fig, path)
+
+
+def pareto_front(points) -> list[int]:
+    """Indices of the (cost, accuracy) points no other point beats on both: cheaper or as
+    cheap, and more accurate. Sorted by cost."""
+    order = sorted(range(len(points)), key=lambda i: (points[i][0], -points[i][1]))
+    front, best = [], float("-inf")
+    for i in order:
+        if points[i][1] > best:
+            front.append(i)
+            best = points[i][1]
+    return front
+
+
+def plot_methods_pareto(summary: dict, path: str | Path):
+    """The method suite: mean accuracy (sd over seeds as error bars) against trainable
+    parameters and against training time, both log scale, the Pareto front (dashed) drawn
+    through the methods nothing beats on both. One colour and marker per method, named in the
+    legend below (labels beside crowded points would overlap); methods without a result are
+    named under it."""
+    from matplotlib.ticker import NullFormatter
+
+    plt = _pyplot()
+    rows = [r for r in summary["rows"] if r.get("accuracy_mean") is not None]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 5.6), sharey=True)
+    panels = (
+        ("trainable_params", "trainable parameters (log scale)"),
+        ("train_time_s", "training time per run, s (log scale)"),
+    )
+    colors = plt.get_cmap("tab20").colors
+    markers = "osD^vP*Xh<>"
+    for ax, (key, xlabel) in zip(axes, panels, strict=True):
+        points = []
+        for i, row in enumerate(rows):
+            if not row.get(key):
+                continue
+            points.append((row[key], row["accuracy_mean"]))
+            ax.errorbar(
+                *points[-1],
+                yerr=row.get("accuracy_sd") or 0,
+                fmt=markers[i % len(markers)],
+                color=colors[i % len(colors)],
+                capsize=3,
+                ms=6,
+                label=row["label"],
+            )
+        front = [points[i] for i in pareto_front(points)]
+        if front:
+            ax.step(*zip(*front, strict=True), where="post", color="gray", lw=1, ls="--")
+        ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.margins(x=0.1, y=0.1)
+        ax.set_xlabel(xlabel)
+    axes[0].set_ylabel("accuracy on eval reviews (mean ± sd over seeds)")
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=4, fontsize=8, frameon=False)
+    missing = [r["label"] for r in summary["rows"] if r.get("accuracy_mean") is None]
+    if missing:
+        fig.text(0.01, 0.005, f"No result (see the table): {', '.join(missing)}", fontsize=8)
+    fig.suptitle(f"{methods_headline(summary)}\n{suite_budget_note(summary)}", fontsize=9)
+    fig.tight_layout(rect=(0, 0.04 + 0.03 * ((len(rows) + 3) // 4), 1, 1))  # room for the legend
+    fig.savefig(Path(path), dpi=110)
+    return fig

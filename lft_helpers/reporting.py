@@ -84,11 +84,19 @@ def write_json_atomic(data: dict, path: str | Path) -> Path:
             f.write("\n")
             f.flush()
             os.fsync(f.fileno())
+        # mkstemp makes the file private (0600); a results file gets the usual permissions.
+        os.chmod(tmp, 0o666 & ~current_umask())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def current_umask() -> int:
+    mask = os.umask(0)  # reading the umask means setting it: put it straight back
+    os.umask(mask)
+    return mask
 
 
 def load_results(path: str | Path) -> dict:
@@ -393,11 +401,18 @@ def _epochs(count: float) -> str:
     return f"{count:g} epoch{'' if count == 1 else 's'}"
 
 
+def device_phrase(env: dict) -> str:
+    """'a GPU (name)' or 'a CPU (name)', for sentences."""
+    if env.get("gpu"):
+        return f"a GPU ({env['gpu']})"
+    return f"a CPU ({env['cpu']})"
+
+
 def _hardware(env: dict) -> str:
     if env.get("gpu"):
-        return f"{env['device']}: {env['gpu']}"
+        return f"a GPU, {env['gpu']}"
     cores = f"{env['cpu_count']} cores, " if env.get("cpu_count") else ""
-    return f"{env['device']}: {env['cpu']} ({cores}{env['torch_threads']} torch threads), no GPU"
+    return f"a CPU, {env['cpu']} ({cores}{env['torch_threads']} torch threads), no GPU"
 
 
 def setup_sentence(config: dict, environment: dict, model_label: str, data_label: str) -> str:
@@ -600,7 +615,7 @@ def alternatives_finding(results: dict) -> str | None:
     speed = (
         f"- **Training cost.** LoRA trained at {lora['train_samples_per_second']:.2f} reviews/s, "
         f"{ratio:.2f}x full fine-tuning's {full['train_samples_per_second']:.2f}, on "
-        f"{results['environment']['device']}"
+        f"{device_phrase(results['environment'])}"
     )
     if ratio < 1.5:
         speed += (
@@ -942,3 +957,226 @@ def describe_inference_speed(speed: dict) -> str:
             )
         lines.append(line)
     return "\n".join(lines)
+
+
+# --- The method suite (`methods`): its table, and what the seeds support ------------------------
+
+
+def compare_seeded(a: list[dict], b: list[dict]) -> dict:
+    """Method A against method B, both run with the same seeds on the same eval reviews.
+
+    Each list holds one `{seed, accuracy, positive_prob}` per seed. Two tests, and `supported`
+    needs both: the seeds' accuracy ranges do not overlap (every seed of one above every seed
+    of the other), and McNemar's exact test on the pooled paired predictions (seed k of A
+    against seed k of B; the reviews only one of the two gets right, summed over seeds) gives
+    p < 0.05. The first guards against a gap that one lucky seed makes; the second against a
+    gap smaller than the eval set can resolve."""
+    seeds_b = {r["seed"]: r for r in b}
+    pairs = [(r, seeds_b[r["seed"]]) for r in a if r["seed"] in seeds_b]
+    acc_a, acc_b = [r["accuracy"] for r in a], [r["accuracy"] for r in b]
+    gap = round(100 * (float(np.mean(acc_a)) - float(np.mean(acc_b))), 6)
+    apart = min(acc_a) > max(acc_b) or max(acc_a) < min(acc_b)
+    only_a = only_b = 0
+    for ra, rb in pairs:
+        n = len(ra["positive_prob"])
+        counts = discordant_counts(
+            round(ra["accuracy"] * n),
+            round(rb["accuracy"] * n),
+            ra["positive_prob"],
+            rb["positive_prob"],
+        )
+        only_a, only_b = only_a + counts[0], only_b + counts[1]
+    p_value = split_p_value(only_a, only_b)
+    return {
+        "gap_points": gap,
+        "ranges_apart": apart,
+        "p_value": p_value,
+        "only_a": only_a,
+        "only_b": only_b,
+        "paired_seeds": len(pairs),
+        "supported": bool(apart and p_value < SIGNIFICANCE and gap != 0),
+    }
+
+
+def rank_methods(rows: list[dict], predictions: dict) -> dict:
+    """Methods by mean accuracy, and the best one against each other (`compare_seeded`)."""
+    done = sorted(
+        (r for r in rows if r.get("accuracy_mean") is not None),
+        key=lambda r: -r["accuracy_mean"],
+    )
+    ranking = {"order": [r["method"] for r in done], "comparisons": []}
+    if done:
+        best = done[0]["method"]
+        ranking["best"] = best
+        ranking["comparisons"] = [
+            {
+                "a": best,
+                "b": r["method"],
+                **compare_seeded(predictions[best], predictions[r["method"]]),
+            }
+            for r in done[1:]
+        ]
+    ranking["sentence"] = ranking_sentence(rows, ranking)
+    return ranking
+
+
+def _listing(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
+def _accuracy_text(row: dict) -> str:
+    sd = row.get("accuracy_sd")
+    return f"{row['accuracy_mean']:.3f}" + (f" ± {sd:.3f}" if sd is not None else "")
+
+
+def ranking_sentence(rows: list[dict], ranking: dict) -> str:
+    """What the suite found, in words: the best method, the differences the seeds support and
+    those they do not, and every method without a result (with its error)."""
+    by_name = {r["method"]: r for r in rows}
+    parts = []
+    if ranking.get("best"):
+        best = by_name[ranking["best"]]
+        seeds = len(best["seeds"])
+        parts.append(
+            f"Best mean accuracy: {best['label']} ({_accuracy_text(best)} over "
+            f"{_count(seeds, 'seed')})."
+        )
+        beaten, tied = [], []
+        for c in ranking["comparisons"]:
+            other = by_name[c["b"]]["label"]
+            text = f"{other} ({format_points(c['gap_points'])} points, {_p(c['p_value'])})"
+            (beaten if c["supported"] else tied).append(text)
+        if beaten:
+            parts.append(f"The seeds support that it is above {_listing(beaten)}.")
+        if tied:
+            parts.append(
+                f"They do not separate it from {_listing(tied)}: the seeds' accuracy ranges "
+                "overlap or the paired McNemar test on the pooled predictions gives p ≥ 0.05."
+            )
+    missing = [r for r in rows if r.get("accuracy_mean") is None]
+    if missing:
+        parts.append(
+            "No result: "
+            + "; ".join(f"{r['label']} ({'; '.join(r['errors']) or 'not run'})" for r in missing)
+            + "."
+        )
+    return " ".join(parts)
+
+
+def methods_headline(summary: dict) -> str:
+    """The ranking in one short line, for a figure title."""
+    ranking = summary["ranking"]
+    if not ranking.get("best"):
+        return "No method finished"
+    label = {r["method"]: r["label"] for r in summary["rows"]}
+    others = ranking["comparisons"]
+    above = sum(c["supported"] for c in others)
+    return (
+        f"Best: {label[ranking['best']]}; the seeds separate it from {above} of "
+        f"{len(others)} other methods"
+    )
+
+
+def suite_budget_note(summary: dict) -> str:
+    """The budget every method ran on, for the table, the figure and the notebook."""
+    cfg, budget = summary["config"], summary.get("budget", {})
+    seeds = summary.get("seeds_requested", 0)
+    name = f"budget {budget['name']}: " if budget.get("name") else ""
+    env = summary.get("environment", {})
+    return (
+        f"{name}{cfg['train_size']:,} train / {cfg['val_size']:,} validation / "
+        f"{cfg['eval_size']:,} eval reviews, max length {cfg['max_length']}, "
+        f"{_epochs(cfg['epochs'])}, {_count(seeds, 'seed')}; "
+        f"{summary.get('model_label', cfg['model'])}; {_hardware(env) if env else ''}"
+    ).rstrip("; ")
+
+
+METHOD_COLUMNS = [
+    "method",
+    "accuracy",
+    "sd",
+    "pooled 95% CI",
+    "seeds",
+    "chosen",
+    "trainable params",
+    "adapter size (MB)",
+    "train time (s)",
+    "train reviews/s",
+    "peak memory (MB)",
+    "note",
+]
+METHOD_FORMATS = {"sd": "{:.4f}", "adapter size (MB)": "{:.3f}", "train reviews/s": "{:.1f}"}
+
+
+def methods_table(summary: dict):
+    """One row per method of a suite summary: accuracy (mean, sd over seeds, the pooled 95%
+    Wilson interval), the chosen learning rate (or C), and the costs; a method without a
+    result keeps its row, with the error as its note."""
+    import pandas as pd
+
+    rows = []
+    for row in summary["rows"]:
+        rows.append(
+            {
+                "method": row["label"],
+                "accuracy": row.get("accuracy_mean"),
+                "sd": row.get("accuracy_sd"),
+                "pooled 95% CI": format_interval(row.get("pooled_ci")),
+                "seeds": len(row["seeds"]),
+                "chosen": None if row.get("chosen") is None else f"{_knob(row)} {row['chosen']:g}",
+                "trainable params": row.get("trainable_params"),
+                "adapter size (MB)": row.get("adapter_size_mb"),
+                "train time (s)": row.get("train_time_s"),
+                "train reviews/s": row.get("train_reviews_per_s"),
+                "peak memory (MB)": row.get("peak_memory_mb"),
+                "note": "; ".join(row["errors"]) or None,
+            }
+        )
+    return pd.DataFrame(rows, columns=METHOD_COLUMNS).set_index("method")
+
+
+def methods_markdown(summary: dict) -> str:
+    """The suite's table (accuracy as mean ± sd, sizes in kB or MB) and its ranking, as
+    GitHub markdown."""
+    table = methods_table(summary)
+    shown = table.drop(columns=["accuracy", "sd", "adapter size (MB)"]).astype(object)
+    shown.insert(
+        0,
+        "accuracy (mean ± sd)",
+        [
+            None if _missing(a) else f"{a:.4f}" + ("" if _missing(s) else f" ± {s:.4f}")
+            for a, s in zip(table["accuracy"], table["sd"], strict=True)
+        ],
+    )
+    shown.insert(
+        shown.columns.get_loc("trainable params") + 1,
+        "adapter size",
+        [None if _missing(mb) else format_size(mb) for mb in table["adapter size (MB)"]],
+    )
+    grids = "; ".join(
+        f"{r['label']} {_knob(r)} "
+        + ", ".join(f"{p['value']:g}" for p in r["grid"])
+        + (f" -> {r['chosen']:g}" if r.get("chosen") is not None else "")
+        for r in summary["rows"]
+        if r.get("grid")
+    )
+    return (
+        f"**Method suite** ({suite_budget_note(summary)})\n\n"
+        f"{to_markdown(shown, METHOD_FORMATS)}\n\n"
+        f"Accuracy: mean ± sd over seeds; the interval is the 95% Wilson interval of all seeds' "
+        f"predictions pooled. {summary['ranking']['sentence']}\n\n"
+        f"Grids (seed 0, picked by {summary.get('selected_by', 'validation accuracy')}): "
+        f"{grids}."
+    )
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"
+
+
+def _knob(row: dict) -> str:
+    return {"learning_rate": "lr"}.get(row["knob"], row["knob"])
+
+
+def _missing(value) -> bool:
+    return _plain(value) is None

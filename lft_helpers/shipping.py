@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +10,7 @@ from .data import load_imdb, tokenize_dataset
 from .evaluation import compute_metrics, predict_logits
 from .inference import inference_batch_size, prepare_inference_model
 from .labels import LABEL_NAMES
+from .modeling import quiet_peft
 from .reporting import load_results
 from .runtime import device_name
 
@@ -23,8 +23,7 @@ def load_adapter(adapter_dir: str | Path):
 
     transformers.logging.set_verbosity_error()
     transformers.logging.disable_progress_bar()
-    with warnings.catch_warnings():  # PEFT still calls a getter transformers 5 renamed
-        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*")
+    with quiet_peft():
         model = AutoPeftModelForSequenceClassification.from_pretrained(str(adapter_dir))
     # The adapter keeps no label names (the base loads as LABEL_0/1); a merged copy would
     # carry those generic names into every pipeline() answer.

@@ -17,8 +17,9 @@ from .config import Config
 from .errors import LFTError
 
 # What a spec trains: nothing (the untrained head), the head alone, a PEFT adapter plus the
-# head, or every weight.
-TRAIN_MODES = ("none", "head", "peft", "full")
+# head, or every weight; or, with no gradient training at all, a scikit-learn logistic
+# regression on the frozen encoder's pooled embeddings (the linear-probe baseline).
+TRAIN_MODES = ("none", "head", "peft", "full", "embeddings")
 # A target list that stands for every linear layer of the encoder (resolved per architecture).
 ALL_LINEAR = "all-linear"
 
@@ -29,7 +30,15 @@ def frozen(mapping=None) -> MappingProxyType:
 
 @dataclass(frozen=True)
 class Spec:
-    """One named run: what trains, what config it changes, and extra PEFT config fields."""
+    """One named run: what trains, what config it changes, and extra PEFT config fields.
+
+    The optional hooks are data too, so a method that needs one is still only a spec:
+    `trainable` names parameter-name components that train as well (BitFit: ``("bias",)``),
+    `optimizer` replaces the Trainer's AdamW by a named builder with its options
+    (``{"name": "loraplus", "loraplus_lr_ratio": 16}``), `callbacks` names training callbacks
+    (``("adalora",)``), and `probe` holds the embeddings probe's options (``{"C": 1.0}``).
+    The names resolve in `training` (optimizers, callbacks).
+    """
 
     name: str
     train: str
@@ -37,6 +46,10 @@ class Spec:
     overrides: MappingProxyType = field(default_factory=frozen)
     peft: MappingProxyType = field(default_factory=frozen)
     save_dir: str | None = None
+    trainable: tuple[str, ...] = ()
+    optimizer: MappingProxyType = field(default_factory=frozen)
+    callbacks: tuple[str, ...] = ()
+    probe: MappingProxyType = field(default_factory=frozen)
 
     def __post_init__(self) -> None:
         if self.train not in TRAIN_MODES:
@@ -46,8 +59,18 @@ class Spec:
         unknown = sorted(set(self.overrides) - set(Config.__dataclass_fields__))
         if unknown:
             raise LFTError(f"Spec `{self.name}` overrides unknown config field(s) {unknown}.")
+        if self.optimizer and "name" not in self.optimizer:
+            raise LFTError(
+                f"Spec `{self.name}`: optimizer={dict(self.optimizer)!r} has no `name` (e.g. "
+                "loraplus)."
+            )
         object.__setattr__(self, "overrides", frozen(self.overrides))
         object.__setattr__(self, "peft", frozen(self.peft))
+        object.__setattr__(self, "optimizer", frozen(self.optimizer))
+        object.__setattr__(self, "probe", frozen(self.probe))
+        for name in ("trainable", "callbacks"):
+            value = getattr(self, name)
+            object.__setattr__(self, name, (value,) if isinstance(value, str) else tuple(value))
         object.__setattr__(self, "label", self.label or self.name)
 
     @property
@@ -63,14 +86,15 @@ class Spec:
         return config.replace(**self.overrides) if self.overrides else config
 
     def learning_rate(self, config: Config) -> float | None:
-        """Full fine-tuning has its own, smaller rate; None for a spec that trains nothing."""
-        if not self.trains:
+        """Full fine-tuning has its own, smaller rate; None for a spec that trains nothing by
+        gradient descent (the untrained baseline, the embeddings probe)."""
+        if not self.trains or self.train == "embeddings":
             return None
         return config.full_learning_rate if self.train == "full" else config.learning_rate
 
     def to_dict(self) -> dict:
         overrides = {k: list(v) if isinstance(v, tuple) else v for k, v in self.overrides.items()}
-        return {
+        record = {
             "name": self.name,
             "train": self.train,
             "label": self.label,
@@ -78,6 +102,14 @@ class Spec:
             "peft": dict(self.peft),
             "save_dir": self.save_dir,
         }
+        # The hooks only where set: a spec without them keeps the record it always had.
+        hooks = {
+            "trainable": list(self.trainable),
+            "optimizer": dict(self.optimizer),
+            "callbacks": list(self.callbacks),
+            "probe": dict(self.probe),
+        }
+        return record | {k: v for k, v in hooks.items() if v}
 
 
 # The four-way comparison. `lora` takes its rank, alpha, dropout and targets from the config.

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from .config import Config
+from .errors import LFTError
 from .runtime import PeakMemory, device_name, resolve_precision
 
 
@@ -192,14 +193,24 @@ def train_model(
     config: Config,
     output_dir: str | Path,
     learning_rate: float | None = None,
+    *,
     log=print,
     resume: bool = False,
+    optimizer: dict | None = None,
+    callbacks=(),
 ) -> dict:
-    """Fit `model` in place; return time, speed, memory and the loss history."""
+    """Fit `model` in place; return time, speed, memory and the loss history.
+
+    `optimizer` ({"name": ..., options}) replaces the Trainer's AdamW with a builder from
+    `OPTIMIZERS`; `callbacks` name extra callbacks from `CALLBACKS` (see `specs.Spec`).
+    """
     from accelerate.utils import extract_model_from_parallel
     from transformers import DataCollatorWithPadding, PrinterCallback
 
     args = make_training_args(config, output_dir, learning_rate or config.learning_rate)
+    hooks = {}
+    if optimizer:  # the Trainer still builds its warm-up and decay schedule around it
+        hooks["optimizers"] = (make_optimizer(model, optimizer, args), None)
     trainer = make_trainer_class()(
         model=model,
         args=args,
@@ -207,7 +218,8 @@ def train_model(
         eval_dataset=val_dataset if config.val_size else None,
         processing_class=tokenizer,
         data_collator=DataCollatorWithPadding(tokenizer),
-        callbacks=[make_progress_callback(log)],
+        callbacks=[make_progress_callback(log), *make_callbacks(callbacks)],
+        **hooks,
     )
     trainer.remove_callback(PrinterCallback)  # raw log dicts; PlainProgress says it shorter
     checkpoint = find_resume_checkpoint(output_dir, log) if resume else None
@@ -239,3 +251,60 @@ def train_model(
         **({"resumed_from_step": first} if checkpoint else {}),
         "is_main_process": bool(trainer.is_world_process_zero()),
     }
+
+
+# Training hooks a spec names (`Spec.optimizer`, `Spec.callbacks`): each is written once here,
+# so a method that needs one is only a spec.
+
+
+def loraplus_optimizer(model, args, *, loraplus_lr_ratio: float = 16.0, **options):
+    """LoRA+ (Hayou et al. 2024): AdamW with the B matrices at `loraplus_lr_ratio` times the
+    learning rate of A (PEFT's `create_loraplus_optimizer`); the head keeps the base rate."""
+    import torch
+    from peft.optimizers import create_loraplus_optimizer
+
+    return create_loraplus_optimizer(
+        model,
+        torch.optim.AdamW,
+        lr=args.learning_rate,
+        loraplus_lr_ratio=loraplus_lr_ratio,
+        weight_decay=args.weight_decay,
+        **options,
+    )
+
+
+OPTIMIZERS = {"loraplus": loraplus_optimizer}
+
+
+def make_optimizer(model, spec_optimizer: dict, args):
+    """The optimizer a spec names, built for `model` at the run's learning rate and decay."""
+    options = dict(spec_optimizer)
+    name = options.pop("name")
+    if name not in OPTIMIZERS:
+        raise LFTError(f"Unknown optimizer `{name}`: choose from {', '.join(OPTIMIZERS)}.")
+    return OPTIMIZERS[name](model, args, **options)
+
+
+def make_adalora_callback():
+    """AdaLoRA reallocates its rank budget from each weight's gradient sensitivity, so PEFT
+    needs `update_and_allocate(step)` after every optimizer step, before the gradients are
+    cleared: exactly where the Trainer calls `on_optimizer_step`."""
+    from transformers import TrainerCallback
+
+    class AdaLoraAllocation(TrainerCallback):
+        def on_optimizer_step(self, args, state, control, model=None, **kwargs):
+            model.base_model.update_and_allocate(state.global_step)
+
+    return AdaLoraAllocation()
+
+
+CALLBACKS = {"adalora": make_adalora_callback}
+
+
+def make_callbacks(names) -> list:
+    """The training callbacks a spec names, in order."""
+    unknown = [n for n in names if n not in CALLBACKS]
+    if unknown:
+        known = ", ".join(CALLBACKS)
+        raise LFTError(f"Unknown training callback(s) {unknown}: choose from {known}.")
+    return [CALLBACKS[n]() for n in names]

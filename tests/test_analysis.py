@@ -9,22 +9,12 @@ from lft_helpers.analysis import (
     accuracy_by_length,
     check_predictions,
     confident_mistakes,
-    confusion_table,
     discordant_counts,
     excerpt,
     length_bin_names,
     predicted_labels,
     split_p_value,
 )
-
-
-def test_confusion_table_counts_by_hand():
-    labels = [0, 0, 0, 1, 1]
-    probs = [0.1, 0.7, 0.2, 0.4, 0.9]  # negatives: 2 right, 1 called positive; positives: 1 each
-    table = confusion_table(labels, probs)
-    assert table.values.tolist() == [[2, 1], [1, 1]]
-    assert list(table.index) == ["true negative", "true positive"]
-    assert list(table.columns) == ["predicted negative", "predicted positive"]
 
 
 def test_split_p_value_is_two_sided_binomial():

@@ -77,3 +77,19 @@ def test_unknown_field_is_refused():
 def test_target_modules_accept_comma_string():
     assert Config(target_modules="query, value").target_modules == ("query", "value")
     assert Config(target_modules="query,value").to_dict()["target_modules"] == ["query", "value"]
+
+
+def test_every_config_field_is_a_run_flag_with_its_help_and_preset_defaults():
+    from lft_helpers.cli import build_parser
+    from lft_helpers.config import flag_name
+
+    run = build_parser()._subparsers._group_actions[0].choices["run"]
+    actions = {a.dest: a for a in run._actions}
+    for item in dataclasses.fields(Config):
+        action = actions[item.name]
+        assert flag_name(item.name) in action.option_strings
+        assert action.help.startswith(item.metadata["help"]), item.name
+    assert "smoke 32, cpu 2000, full 24000" in actions["train_size"].help
+    assert actions["lora_r"].help.endswith("(default: 8)")
+    args = build_parser().parse_args(["run", "--lr", "0.01", "--target-modules", "query,key"])
+    assert vars(args)["learning_rate"] == 0.01 and vars(args)["target_modules"] == "query,key"

@@ -19,11 +19,11 @@ LAYERS = [
     ("sources and the machine", {"hub", "runtime"}),
     ("data", {"datachecks", "truncation", "data", "prepare_imdb"}),
     ("model", {"modeling"}),
-    ("training and scoring", {"training", "evaluation", "inference", "analysis"}),
+    ("training and scoring", {"training", "evaluation", "inference", "analysis", "probe"}),
     ("results documents", {"reporting"}),
     (
         "experiment",
-        {"pipeline", "experiment", "sweep", "shipping", "estimate", "long_reviews"},
+        {"pipeline", "experiment", "sweep", "methods", "shipping", "estimate", "long_reviews"},
     ),
     ("views", {"explore", "plotting"}),
     ("benchmark", {"bench"}),

@@ -71,3 +71,15 @@ def test_interval_is_public_and_formatted():
 
     assert format_interval([0.84461, 0.875]) == "0.845-0.875"
     assert format_interval(None) is None
+
+
+def test_atomic_write_gives_the_file_the_usual_permissions(tmp_path):
+    import os
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        path = write_json_atomic({"ok": 1}, tmp_path / "results.json")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644

@@ -102,7 +102,15 @@ def test_resume_reloads_trainer_state_with_weights_only(trained, variant, monkey
     out = Path(trained.output_dir) / "checkpoints" / variant
     notes = []
     train_model(
-        model, prepared.train, None, prepared.tokenizer, trained, out, lr, notes.append, True
+        model,
+        prepared.train,
+        None,
+        prepared.tokenizer,
+        trained,
+        out,
+        lr,
+        log=notes.append,
+        resume=True,
     )
     assert any("resuming from checkpoint-" in n for n in notes), notes
     assert calls and all(flag is True for flag in calls), calls
