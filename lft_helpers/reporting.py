@@ -59,12 +59,19 @@ def collect_environment() -> dict:
 
 
 def code_version() -> dict | None:
-    """The commit the code ran from and whether it had local changes; None outside git."""
-    git = ["git", "-C", str(Path(__file__).resolve().parents[1])]
+    """The commit the code ran from and whether its code had local changes; None outside git.
+
+    Only the code counts: a run rewrites the tracked results and figures it produces.
+    """
+    root = Path(__file__).resolve().parents[1]
+    git = ["git", "-C", str(root)]
+    code = [Path(__file__).parent.name, "pyproject.toml", "requirements.txt"]
     try:
         commit = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True)
         status = subprocess.run(
-            [*git, "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True
+            [*git, "status", "--porcelain", "--untracked-files=no", "--", *code],
+            capture_output=True,
+            text=True,
         )
     except OSError:  # no git on this machine
         return None

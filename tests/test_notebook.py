@@ -2,10 +2,12 @@
 
 import json
 import re
+from types import SimpleNamespace
 
 import pytest
 
 from conftest import ROOT
+from lft_helpers.reporting import compare_lora_to_full, describe_setup, summary_markdown
 
 NOTEBOOK = ROOT / "LightweightFineTuning.ipynb"
 MACHINE_PATHS = ("/work/", "/tmp/", "/root/", "/home/", "site-packages", "C:\\\\Users")
@@ -36,33 +38,75 @@ def _code_cells():
     return [c for c in _cells() if c["cell_type"] == "code" and "".join(c["source"]).strip()]
 
 
-@pytest.mark.notebook
-def test_notebook_executes_on_smoke_preset(tmp_path, imdb_dir, minilm):
+CONFIGURATIONS = ("minilm-on-imdb", "tiny-distilbert-on-synthetic")
+
+
+@pytest.fixture(scope="module", params=CONFIGURATIONS)
+def executed(request, tmp_path_factory):
+    """The notebook run top to bottom on the smoke preset with two different models and data:
+    the offline MiniLM on real IMDb, and a tiny random DistilBERT on synthetic reviews."""
     import papermill
 
-    out = tmp_path / "executed.ipynb"
+    if request.param == "minilm-on-imdb":
+        model, data = request.getfixturevalue("minilm"), request.getfixturevalue("imdb_dir")
+    else:
+        model = request.getfixturevalue("tiny_model_dir")
+        data = request.getfixturevalue("synthetic_data_dir")
+    tmp = tmp_path_factory.mktemp(request.param)
+    out = tmp / "executed.ipynb"
     papermill.execute_notebook(
         str(NOTEBOOK),
         str(out),
         parameters={
             "PRESET": "smoke",
-            "MODEL": minilm,
-            "DATA": str(imdb_dir),
-            "OUTPUT_DIR": str(tmp_path / "run"),
-            "FIGURES_DIR": str(tmp_path / "figures"),
+            "MODEL": str(model),
+            "DATA": str(data),
+            "OUTPUT_DIR": str(tmp / "run"),
+            "FIGURES_DIR": str(tmp / "figures"),
             "RUN_EXTRAS": True,
         },
         cwd=str(ROOT),
         kernel_name="python3",
         progress_bar=False,
     )
-    executed = json.loads(out.read_text(encoding="utf-8"))["cells"]
-    errors = [o for c in executed for o in c.get("outputs", []) if o["output_type"] == "error"]
+    cells = json.loads(out.read_text(encoding="utf-8"))["cells"]
+    results = json.loads((tmp / "run" / "results.json").read_text())
+    sweep = json.loads((tmp / "run" / "sweep" / "results.json").read_text())
+    return SimpleNamespace(cells=cells, results=results, sweep=sweep, figures=tmp / "figures")
+
+
+def markdown_outputs(cells) -> str:
+    return "\n".join(
+        "".join(o["data"]["text/markdown"])
+        for c in cells
+        for o in c.get("outputs", [])
+        if "text/markdown" in o.get("data", {})
+    )
+
+
+@pytest.mark.notebook
+def test_notebook_executes_on_smoke_preset(executed):
+    errors = [
+        o for c in executed.cells for o in c.get("outputs", []) if o["output_type"] == "error"
+    ]
     assert not errors
-    results = json.loads((tmp_path / "run" / "results.json").read_text())
-    assert {"baseline", "head", "lora", "full"} <= set(results["runs"])
-    for name in ("loss_curves", "accuracy", "params_vs_accuracy", "confusion_matrix"):
-        assert (tmp_path / "figures" / f"{name}.png").stat().st_size > 5_000
+    assert {"baseline", "head", "lora", "full"} <= set(executed.results["runs"])
+    assert executed.results["complete"] is True
+    for name in ("loss_curves", "accuracy", "params_vs_accuracy", "confusion_matrix", "sweep"):
+        assert (executed.figures / f"{name}.png").stat().st_size > 5_000
+
+
+@pytest.mark.notebook
+def test_generated_prose_states_its_own_runs_results(executed):
+    """What the notebook says it saw is its own run's numbers, whichever model and data ran."""
+    shown = markdown_outputs(executed.cells)
+    results, runs = executed.results, executed.results["runs"]
+    assert describe_setup(results) in shown
+    assert summary_markdown(results, executed.sweep) in shown
+    assert compare_lora_to_full(results) in shown
+    for name in ("baseline", "lora"):
+        assert f"{runs[name]['accuracy']:.4f}" in shown, name
+    assert f"{len(results['eval_indices']):,} evaluation reviews" in shown
 
 
 def test_committed_notebook_ran_once_in_order():
