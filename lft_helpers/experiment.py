@@ -10,7 +10,14 @@ from pathlib import Path
 
 from .config import Config
 from .hub import is_local, readable_path
-from .modeling import build_peft_model, check_model, describe_model, head_modules, load_model
+from .modeling import (
+    build_peft_model,
+    check_model,
+    describe_model,
+    head_modules,
+    load_model,
+    model_label,
+)
 from .pipeline import (
     Prepared,
     check_output_dir,
@@ -82,12 +89,16 @@ def save_trained(model, spec: Spec, directory: str | Path, tokenizer=None) -> fl
     return round(size / 1e6, 3)
 
 
-def peft_record(model) -> dict:
-    """The PEFT config actually applied (targets resolved) and the adapter's own parameters."""
+def peft_record(model, model_name: str) -> dict:
+    """The PEFT config actually applied (targets resolved) and the adapter's own parameters.
+
+    The base model is named by its label: PEFT records the folder it was loaded from, which
+    for a local or offline model is a path on this machine.
+    """
     configs = getattr(model, "peft_config", None)
     if not configs:
         return {}
-    applied = configs["default"].to_dict()
+    applied = {**configs["default"].to_dict(), "base_model_name_or_path": model_label(model_name)}
     record = {
         "peft_config": {k: sorted(v) if isinstance(v, set) else v for k, v in applied.items()},
         # Every method trains the head in full; the adapter is what the method itself adds.
@@ -108,7 +119,11 @@ def peft_record(model) -> dict:
 
 def finish_spec(spec: Spec, model, prepared: Prepared, config: Config, fit=None) -> dict:
     """Score a (trained) model and save what must be kept; return the run's full record."""
-    record = {"spec": spec.to_dict(), **peft_record(model), **score_model(model, prepared, config)}
+    record = {
+        "spec": spec.to_dict(),
+        **peft_record(model, config.model),
+        **score_model(model, prepared, config),
+    }
     record.update(fit or {})
     if spec.save_dir and is_main_process():
         directory = Path(config.output_dir) / spec.save_dir

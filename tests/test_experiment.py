@@ -6,6 +6,7 @@ import pytest
 
 from lft_helpers.errors import LFTError
 from lft_helpers.experiment import prepare_model, run_specs
+from lft_helpers.modeling import model_label
 from lft_helpers.pipeline import prepare_data
 from lft_helpers.specs import VARIANT_SPECS, Spec, sweep_specs, variant_specs
 
@@ -62,6 +63,9 @@ def test_a_new_lora_variant_is_one_spec(prepared_tiny, tmp_path):
     record = runs["rslora"]
     assert record["peft_config"]["use_rslora"] is True
     assert record["peft_config"]["target_modules"] == ["q_lin", "v_lin"]
+    # PEFT keeps the folder the base was loaded from; the record names the model instead.
+    assert record["peft_config"]["base_model_name_or_path"] == model_label(config.model)
+    assert not record["peft_config"]["base_model_name_or_path"].startswith("/")
     assert record["spec"]["peft"] == {"peft_type": "LORA", "use_rslora": True}
     assert record["r"] == config.lora_r and record["train_runtime_s"] > 0
     assert (tmp_path / "rs" / "adapter_model.safetensors").is_file()
