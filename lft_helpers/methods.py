@@ -48,7 +48,7 @@ from .evaluation import accuracy_interval
 from .experiment import fit_spec, save_trained
 from .hub import is_local, readable_path
 from .modeling import check_model, describe_model
-from .pipeline import RESUME_FREE, comparable, prepare_data, run_labels, score_model
+from .pipeline import changed_settings, prepare_data, run_labels, score_model
 from .reporting import (
     collect_environment,
     methods_markdown,
@@ -261,12 +261,7 @@ def check_suite_config(out: Path, config: Config) -> None:
     before = (read_run(out / SUMMARY) or {}).get("config")
     if not before:
         return
-    now = {k: v for k, v in config.to_dict().items() if k in before and k not in RESUME_FREE}
-    changed = [
-        f"{k} {before[k]!r} there, {v!r} now"
-        for k, v in now.items()
-        if comparable(k, before[k]) != comparable(k, v)
-    ]
+    changed = changed_settings(before, config)
     if changed:
         raise LFTError(
             f"--resume: the suite in `{out}` was started with other settings "

@@ -208,6 +208,16 @@ def comparable(name: str, value):
     return tuple(value) if isinstance(value, list) else value
 
 
+def changed_settings(before: dict, config: Config) -> list[str]:
+    """The settings a --resume may not change that differ from the recorded config `before`."""
+    now = {k: v for k, v in config.to_dict().items() if k in before and k not in RESUME_FREE}
+    return [
+        f"{k} {before[k]!r} there, {v!r} now"
+        for k, v in now.items()
+        if comparable(k, before[k]) != comparable(k, v)
+    ]
+
+
 def check_resume_config(output_dir: str | Path, config: Config) -> None:
     """--resume continues the run in `output_dir` only with the settings it was started with.
 
@@ -221,12 +231,7 @@ def check_resume_config(output_dir: str | Path, config: Config) -> None:
         before = load_results(path)["config"]
     except (OSError, ValueError, KeyError):
         return  # no readable record to compare with: nothing to protect
-    now = {k: v for k, v in config.to_dict().items() if k in before and k not in RESUME_FREE}
-    changed = [
-        f"{k} {before[k]!r} there, {v!r} now"
-        for k, v in now.items()
-        if comparable(k, before[k]) != comparable(k, v)
-    ]
+    changed = changed_settings(before, config)
     if changed:
         raise LFTError(
             f"--resume: the run in `{output_dir}` was started with other settings "
