@@ -19,7 +19,6 @@ from .datachecks import (
 )
 from .errors import LFTError
 from .hub import is_local, require_hub
-from .labels import LABEL_NAMES as LABEL_NAMES  # re-exported: analysis and plotting use it
 from .truncation import encode_head_tail
 
 SPLITS = ("train", "test")

@@ -41,7 +41,6 @@ RESUME_FREE = {
     "logging_steps",
     "eval_steps",
     "eval_batch_size",
-    "extra",
 }
 
 

@@ -476,7 +476,7 @@ def config_table(config):
     """The configuration as a one-column table for display."""
     import pandas as pd
 
-    values = {k: v for k, v in config.to_dict().items() if k != "extra"}
+    values = config.to_dict()
     return pd.Series({k: str(v) for k, v in values.items()}, name="value").to_frame()
 
 

@@ -31,7 +31,7 @@ def test_estimate_matches_the_committed_cpu_run():
         "native": True,
         "cpus": environment["torch_threads"],
     }
-    config = make_config(**{k: v for k, v in results["config"].items() if k != "extra"})
+    config = make_config(**results["config"])
     estimate = estimate_run(config, run_extras=True, hardware=hardware)["sections_s"]
     measured = {
         "baseline and LoRA": measured_seconds(results, ("baseline", "lora")),
