@@ -47,8 +47,10 @@ def test_estimate_matches_the_committed_cpu_run():
 
 
 def test_colab_default_fits_a_t4_in_15_minutes_and_full_does_not():
-    default = estimate_run(make_config("cpu", data="d"), run_extras=True, hardware=T4)
-    full = estimate_run(make_config("full", data="d"), run_extras=True, hardware=T4)
+    # Colab's default model is DistilBERT; named here so that LFT_MODEL (set by CI) can't change it.
+    model = "distilbert-base-uncased"
+    default = estimate_run(make_config("cpu", data="d", model=model), run_extras=True, hardware=T4)
+    full = estimate_run(make_config("full", data="d", model=model), run_extras=True, hardware=T4)
     assert default["total_s"] <= 15 * 60
     assert full["total_s"] > 30 * 60
 

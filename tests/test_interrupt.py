@@ -21,6 +21,16 @@ STOP_AT = 16  # a checkpoint inside the second epoch (48 reviews, batches of 4, 
 OLD_RESULTS = b'{"complete": true, "runs": {"lora": {"accuracy": 0.5}}}\n'
 
 
+def saved(checkpoint) -> bool:
+    """The Trainer writes trainer_state.json last; a signal sent while it is half written would
+    leave that checkpoint incomplete, and the run would rightly name the one before."""
+    try:
+        json.loads((checkpoint / "trainer_state.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return True
+
+
 def signal_when_saved(plan, timeout: float = 240) -> list[float]:
     """For each (process, checkpoint folder, signal): send the signal as soon as that checkpoint
     is complete (its trainer_state.json written). Return the seconds each process took to exit."""
@@ -28,7 +38,7 @@ def signal_when_saved(plan, timeout: float = 240) -> list[float]:
     deadline = time.monotonic() + timeout
     while len(sent) < len(plan) and time.monotonic() < deadline:
         for i, (proc, checkpoint, signum) in enumerate(plan):
-            if i not in sent and (checkpoint / "trainer_state.json").is_file():
+            if i not in sent and saved(checkpoint):
                 proc.send_signal(signum)
                 sent[i] = time.monotonic()
             assert i in sent or proc.poll() is None, f"{checkpoint} never appeared"
@@ -68,6 +78,7 @@ def runs(tiny_model_dir, synthetic_data_dir, tmp_path_factory):
     _, terminated_err = terminated.communicate(timeout=60)
     _, reference_err = reference.communicate(timeout=300)
     assert reference.returncode == 0, reference_err[-3000:]
+    assert (stopped / "results.partial.json").is_file(), (victim.returncode, victim_err[-3000:])
     stopped_state = {
         "results_json": (stopped / "results.json").read_bytes(),
         "partial": json.loads((stopped / "results.partial.json").read_text()),
