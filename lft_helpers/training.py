@@ -9,7 +9,7 @@ from pathlib import Path
 
 from .config import Config
 from .errors import LFTError
-from .runtime import PeakMemory, device_name, resolve_precision
+from .runtime import PeakMemory, device_name, resolve_precision, torch_dtype
 
 
 def make_training_args(config: Config, output_dir: str | Path, learning_rate: float, **extra):
@@ -59,6 +59,93 @@ def make_training_args(config: Config, output_dir: str | Path, learning_rate: fl
         kwargs["group_by_length"] = True
     kwargs.update(extra)
     return TrainingArguments(**kwargs)
+
+
+DROPOUT_SCOPES = ("off", "attention", "kept")
+
+
+def make_fast_training_callback(precision: str, *, frozen_weights: bool = True, dropout="off"):
+    """Two changes for the length of `Trainer.train()`, undone when it ends.
+
+    - Frozen linear weights held in `precision` (bf16 or fp16): autocast casts a weight that
+      needs no gradient afresh at every use, forward and backward, because it caches only casts
+      of trainable leaves. Trainable weights (adapters, head, a fully fine-tuned model) stay
+      fp32 for the optimizer. Matmuls see exactly the weights they saw before.
+    - The model's dropout `off` (LoRA's is left to `lora_dropout`), or only that on the
+      attention probabilities (`attention`): on a CPU the random masks cost more than the
+      matmuls around them, and without attention dropout SDPA takes its fused (flash) kernel
+      instead of the math path.
+    """
+    import torch
+    from transformers import TrainerCallback
+
+    if dropout not in DROPOUT_SCOPES:
+        raise LFTError(f"Unknown dropout scope `{dropout}`: choose from {DROPOUT_SCOPES}.")
+    low = torch_dtype(precision) if frozen_weights and precision in ("bf16", "fp16") else None
+
+    def dropouts(model):
+        if dropout == "kept":
+            return []
+        if dropout == "off":  # the model's own; LoRA's follows config.lora_dropout
+            return [
+                m
+                for name, m in model.named_modules()
+                if isinstance(m, torch.nn.Dropout) and ".lora_dropout." not in f".{name}."
+            ]
+        return [
+            m.dropout
+            for m in model.modules()
+            if type(m).__name__.endswith("SelfAttention")
+            and isinstance(getattr(m, "dropout", None), torch.nn.Dropout)
+        ]
+
+    class FastTraining(TrainerCallback):
+        def __init__(self):
+            self.weights, self.rates = [], []
+
+        def on_train_begin(self, args, state, control, model=None, **kwargs):
+            for module in dropouts(model):
+                self.rates.append((module, module.p))
+                module.p = 0.0
+            if low is None:
+                return
+            for module in model.modules():
+                weight = getattr(module, "weight", None)
+                if (
+                    isinstance(module, torch.nn.Linear)
+                    and not weight.requires_grad
+                    and weight.dtype == torch.float32
+                ):
+                    self.weights.append((weight, weight.data))
+                    weight.data = weight.data.to(low)
+
+        def on_train_end(self, args, state, control, **kwargs):
+            for weight, full in self.weights:
+                weight.data = full
+            for module, rate in self.rates:
+                module.p = rate
+            self.weights, self.rates = [], []
+
+    return FastTraining()
+
+
+def fast_training_callbacks(config: Config) -> list:
+    """The fast training path as `config` asks for it (none with --plain-training)."""
+    if not config.fast_training:
+        return []
+    return [make_fast_training_callback(resolve_precision(config.precision))]
+
+
+def describe_training_path(config: Config) -> dict:
+    """What results.json records about how a model was trained."""
+    precision = resolve_precision(config.precision)
+    fast = config.fast_training
+    return {
+        "fast_training": fast,
+        "frozen_weights": precision if fast and precision != "fp32" else "fp32",
+        "model_dropout": "off" if fast else "as configured by the model",
+        "lora_dropout": config.lora_dropout,
+    }
 
 
 def make_progress_callback(log=print):
@@ -218,7 +305,11 @@ def train_model(
         eval_dataset=val_dataset if config.val_size else None,
         processing_class=tokenizer,
         data_collator=DataCollatorWithPadding(tokenizer),
-        callbacks=[make_progress_callback(log), *make_callbacks(callbacks)],
+        callbacks=[
+            make_progress_callback(log),
+            *fast_training_callbacks(config),
+            *make_callbacks(callbacks),
+        ],
         **hooks,
     )
     trainer.remove_callback(PrinterCallback)  # raw log dicts; PlainProgress says it shorter
@@ -246,6 +337,7 @@ def train_model(
         "memory_increase_mb": round(memory.peak_mb - memory.start_mb, 1),
         "memory_device": device_name(),
         "precision": resolve_precision(config.precision),
+        "training_path": describe_training_path(config),
         **state_bytes(model, trainer.optimizer),
         "history": history,
         **({"resumed_from_step": first} if checkpoint else {}),

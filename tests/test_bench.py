@@ -180,6 +180,29 @@ def test_bench_measures_lora_and_full_training_against_the_peak(bench_run):
     assert "full FT train samples/s" in stdout and "% of fp32 peak" in stdout
 
 
+def test_bench_trains_step_by_step_and_checks_the_loss(bench_run):
+    stdout, report = bench_run
+    (model,) = report["models"].values()
+    train = model["train"]
+    names = [step["step"] for step in train["steps"]]
+    assert names == [step.name for step in train_speed.TRAINING_STEPS]
+    # Full fine-tuning freezes nothing, so it has no frozen-weights step.
+    assert [step["step"] for step in train["full"]["steps"]] == [n for n in names if n != "frozen"]
+    assert train["steps"][1] == train["before"] and train["steps"][-1] == train["fast"]
+    assert train["gain_over_before"] == pytest.approx(
+        train["fast"]["samples_per_s"] / train["before"]["samples_per_s"], rel=1e-2
+    )
+    check = train["loss_check"]
+    # Only steps on the reference's batches are compared: the naive step's are random.
+    assert set(check["differences"]) == set(names) - {"naive"}
+    # At fp32 the `before` step is the reference's own path from the same start: seeded
+    # alike, it must land on exactly the same loss.
+    assert check["differences"]["before"] == 0.0
+    assert check["loss_before_training"] != check["reference_loss"]
+    assert model["checks"]["lora_loss_within_tolerance"]["met"] is check["within"]
+    assert "train LoRA, step by step" in stdout and "default vs before" in stdout
+
+
 def test_bench_profiles_one_fast_training_step(bench_run):
     stdout, report = bench_run
     (model,) = report["models"].values()

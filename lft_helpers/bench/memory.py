@@ -17,7 +17,7 @@ from ..config import Config
 from ..errors import LFTError
 from ..modeling import load_tokenizer
 from ..runtime import PeakMemory, configure_threads, device_name, peak_rss_mb
-from ..training import state_bytes
+from ..training import fast_training_callbacks, state_bytes
 from .train_speed import build_variant, run_steps, training_batches
 
 
@@ -56,7 +56,7 @@ def run_memory_probe(request: dict) -> dict:
             learning_rate=learning_rate,
             rows=rows,
             pad_to=None,
-            clock=None,
+            callbacks=fast_training_callbacks(config),  # what `run` trains with
         )
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     return {

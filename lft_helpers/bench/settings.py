@@ -58,6 +58,9 @@ class BenchSettings:
         True, "time LoRA training only, not full fine-tuning's naive and fast training too"
     )
     profile: bool = option(True, "skip the torch.profiler profile of one fast training step")
+    loss_check: bool = option(
+        True, "skip the loss check of each training step against an fp32 training"
+    )
 
 
 def check_settings(settings: BenchSettings) -> None:

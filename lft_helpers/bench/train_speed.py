@@ -12,18 +12,49 @@ from __future__ import annotations
 
 import tempfile
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
 from ..config import Config
 from ..runtime import resolve_precision
-from ..training import make_trainer_class, make_training_args
+from ..training import make_fast_training_callback, make_trainer_class, make_training_args
 from .flops import StepCost, add_flop_rates, training_step_cost
 from .subjects import build_base_model, build_lora_model
 
 VARIANTS = ("lora", "full")
 PROFILE_TOP = 15
+
+
+@dataclass(frozen=True)
+class TrainingStep:
+    """One rung of the training ladder; `{p}` in the description is the fast precision."""
+
+    name: str
+    description: str
+    grouped: bool = True  # dynamic padding, length-grouped batches (else padded, random)
+    mixed: bool = True  # the configured mixed precision (else fp32)
+    fast: dict | None = None  # options of training.make_fast_training_callback
+
+
+# Each step adds one change to the one before. `before` is the fast path as it was before the
+# training work, kept so that every gain is measured against it in the same run; the last step
+# is what `run` does by default.
+TRAINING_STEPS = (
+    TrainingStep("naive", "fp32, padded to max length, random batches", grouped=False, mixed=False),
+    TrainingStep("before", "{p} autocast, dynamic padding, length-grouped"),
+    TrainingStep("frozen", "+ frozen weights held in {p}", fast={"dropout": "kept"}),
+    TrainingStep(
+        "attention", "+ no attention dropout (SDPA's fused kernel)", fast={"dropout": "attention"}
+    ),
+    TrainingStep("fast", "+ no dropout in the model: the default", fast={"dropout": "off"}),
+)
+# The loss check's yardstick: the fast steps' batches, trained plainly in fp32.
+REFERENCE = TrainingStep("reference", "fp32, dynamic padding, length-grouped", mixed=False)
+# A step is kept only if, after the same batches from the same start, the eval-mode loss on
+# held-out reviews is within this many nats of the fp32 reference's (3% of ln 2).
+LOSS_TOLERANCE = 0.02
+HELD_OUT = 32
 
 
 def training_batches(lengths, batch_size: int, steps: int, *, grouped: bool, seed: int) -> list:
@@ -148,16 +179,45 @@ def summarize_profile(profiler, *, top: int = PROFILE_TOP) -> dict:
     }
 
 
+def held_out_loss(model, dataset, tokenizer, *, batch_size: int = 16) -> float:
+    """Mean cross-entropy of `model` on `dataset` in fp32 and eval mode (no dropout)."""
+    import torch
+    from transformers import DataCollatorWithPadding
+
+    collate = DataCollatorWithPadding(tokenizer)
+    columns = [c for c in ("input_ids", "attention_mask", "labels") if c in dataset.column_names]
+    rows = dataset.select_columns(columns)
+    was_training = model.training
+    model.eval()
+    total = 0.0
+    with torch.no_grad():
+        for start in range(0, len(rows), batch_size):
+            batch = collate([rows[i] for i in range(start, min(start + batch_size, len(rows)))])
+            batch = {k: v.to(model.device) for k, v in batch.items()}
+            logits = model(**{k: v for k, v in batch.items() if k != "labels"}).logits
+            total += torch.nn.functional.cross_entropy(
+                logits.float(), batch["labels"], reduction="sum"
+            ).item()
+    model.train(was_training)
+    return total / len(rows)
+
+
 def build_variant(spec: str, config: Config, variant: str):
-    """A fresh model for `variant` and its learning rate, as `run` trains it."""
+    """A fresh model for `variant` and its learning rate, as `run` trains it; the same one
+    (head, adapters) every time for one seed."""
+    import transformers
+
+    transformers.set_seed(config.seed)
     if variant == "lora":
         return build_lora_model(spec, config), config.learning_rate
     model = build_base_model(spec, config).requires_grad_(True)
     return model, config.full_learning_rate
 
 
-def run_steps(model, dataset, tokenizer, config: Config, *, learning_rate, rows, pad_to, clock):
+def run_steps(model, dataset, tokenizer, config: Config, *, learning_rate, rows, pad_to, callbacks):
     """Train on `rows` (a list of batches of row indices) with the bench Trainer; return it."""
+    from accelerate.utils import extract_model_from_parallel
+
     order = [i for batch in rows for i in batch]
     with tempfile.TemporaryDirectory(prefix="lft-bench-train-") as tmp:
         trainer = make_bench_trainer(
@@ -169,9 +229,10 @@ def run_steps(model, dataset, tokenizer, config: Config, *, learning_rate, rows,
             max_steps=len(rows),
             output_dir=tmp,
             pad_to=pad_to,
-            callbacks=[clock] if clock else (),
+            callbacks=callbacks,
         )
         trainer.train()
+    extract_model_from_parallel(model, keep_fp32_wrapper=False)  # as train_model: fp32 after
     return trainer
 
 
@@ -185,6 +246,14 @@ def step_flops(cost: StepCost, lengths, rows, *, pad_to: int | None) -> tuple[fl
     return useful, executed
 
 
+def split_held_out(dataset, seed: int):
+    """The reviews to train on, and `HELD_OUT` others (a quarter, from fewer) for the loss
+    check."""
+    order = np.random.default_rng(seed).permutation(len(dataset))
+    held = max(1, min(HELD_OUT, len(dataset) // 4))
+    return dataset.select(sorted(order[held:])), dataset.select(sorted(order[:held]))
+
+
 def measure_training(
     spec,
     config: Config,
@@ -192,25 +261,28 @@ def measure_training(
     tokenizer,
     *,
     variant: str,
-    fast: bool,
+    step: TrainingStep,
     steps: int,
     warmup: int,
+    held_out=None,
     profile: bool = False,
 ) -> tuple[dict, dict | None]:
-    """Samples/s and GFLOP/s of `steps` training steps after `warmup` untimed ones, on the
-    naive path (fp32, padded to max_length, random batches) or the fast one (the configured
-    precision, dynamic padding, length-grouped batches); and, with `profile`, a profile of one
-    more step after the timed ones (a batch of middle length)."""
+    """Samples/s and GFLOP/s of `steps` training steps after `warmup` untimed ones on `step`'s
+    path, and the held-out loss after them; with `profile`, a profile of one more step after
+    the timed ones (a batch of middle length)."""
     lengths = [len(ids) for ids in dataset["input_ids"]]
-    rows = training_batches(lengths, config.train_batch_size, steps, grouped=fast, seed=config.seed)
+    rows = training_batches(
+        lengths, config.train_batch_size, steps, grouped=step.grouped, seed=config.seed
+    )
     warm = [rows[i % len(rows)] for i in range(warmup)]
     extra = [rows[len(rows) // 2]] if profile else []
-    pad_to = None if fast else config.max_length
-    precision = resolve_precision(config.precision) if fast else "fp32"
-    step_config = config.replace(precision=precision)
+    pad_to = None if step.grouped else config.max_length
+    precision = resolve_precision(config.precision) if step.mixed else "fp32"
+    step_config = config.replace(precision=precision, fast_training=False)
     model, learning_rate = build_variant(spec, step_config, variant)
     cost = training_step_cost(model)
     clock = make_step_clock(profile_step=warmup + steps if profile else None)
+    fast = [make_fast_training_callback(precision, **step.fast)] if step.fast is not None else []
     run_steps(
         model,
         dataset,
@@ -219,16 +291,19 @@ def measure_training(
         learning_rate=learning_rate,
         rows=warm + rows + extra,
         pad_to=pad_to,
-        clock=clock,
+        callbacks=[*fast, clock],
     )
     start = clock.ends[warmup - 1] if warmup else clock.begins[0]
     seconds = clock.ends[warmup + steps - 1] - start
     useful, executed = step_flops(cost, lengths, rows, pad_to=pad_to)
     result = {
+        "step": step.name,
+        "description": step.description.format(p=resolve_precision(config.precision)),
         "variant": variant,
         "precision": precision,
-        "padding": "dynamic" if fast else f"max_length {config.max_length}",
-        "order": "length-grouped" if fast else "random",
+        "padding": f"max_length {config.max_length}" if pad_to else "dynamic",
+        "order": "length-grouped" if step.grouped else "random",
+        "fast_training": step.fast,
         "batch_size": config.train_batch_size,
         "steps": steps,
         "warmup_steps": warmup,
@@ -239,11 +314,14 @@ def measure_training(
         "gflop_per_step": round(useful / steps / 1e9, 3),
         "step_cost": asdict(cost),
     }
+    if held_out is not None:
+        result["loss_after"] = round(held_out_loss(model, held_out, tokenizer), 5)
+        result["held_out_reviews"] = len(held_out)
     result = add_flop_rates(result, useful=useful, executed=executed)
     summary = None
     if profile:
         summary = {
-            "step": f"{variant} fast, batch of {len(extra[0])} reviews, "
+            "step": f"{variant} {step.name}, batch of {len(extra[0])} reviews, "
             f"padded to {max(lengths[i] for i in extra[0])} tokens",
             "seconds": round(clock.ends[-1] - clock.begins[-1], 3),
             **summarize_profile(clock.profiler),
@@ -251,7 +329,7 @@ def measure_training(
     return result, summary
 
 
-def measure_training_pair(
+def measure_training_ladder(
     spec,
     config,
     dataset,
@@ -261,23 +339,80 @@ def measure_training_pair(
     steps: int,
     warmup: int,
     profile: bool,
+    loss_check: bool = True,
     log=print,
 ) -> tuple[dict, dict | None]:
-    """One variant's training, naive against fast; the fast run's profile if asked."""
-    out, summary = {}, None
-    for name, fast in (("naive", False), ("fast", True)):
-        log(f"  train {variant} {name}: {warmup} warm-up + {steps} timed steps")
-        out[name], found = measure_training(
+    """One variant's training, step by step from naive to the default fast path, with the
+    loss check against fp32 and (if asked) a profile of the last step."""
+    train, held_out = split_held_out(dataset, config.seed)
+    # Full fine-tuning freezes nothing: holding frozen weights in bf16 changes nothing there.
+    ladder = [s for s in TRAINING_STEPS if not (variant == "full" and s.name == "frozen")]
+    entries, summary = [], None
+    for step in ladder:
+        log(f"  train {variant} {step.name}: {warmup} warm-up + {steps} timed steps")
+        entry, found = measure_training(
             spec,
             config,
-            dataset,
+            train,
             tokenizer,
             variant=variant,
-            fast=fast,
+            step=step,
             steps=steps,
             warmup=warmup,
-            profile=profile and fast,
+            held_out=held_out if loss_check else None,
+            profile=profile and step is ladder[-1],
         )
+        entries.append(entry)
         summary = summary or found
-    out["speedup"] = round(out["fast"]["samples_per_s"] / out["naive"]["samples_per_s"], 3)
+    named = {e["step"]: e for e in entries}
+    out = {
+        "steps": entries,
+        "naive": named["naive"],
+        "before": named["before"],
+        "fast": named["fast"],
+        "speedup": round(named["fast"]["samples_per_s"] / named["naive"]["samples_per_s"], 3),
+        "gain_over_before": round(
+            named["fast"]["samples_per_s"] / named["before"]["samples_per_s"], 3
+        ),
+    }
+    if loss_check:
+        log(f"  train {variant} fp32 reference for the loss check")
+        reference, _ = measure_training(
+            spec,
+            config,
+            train,
+            tokenizer,
+            variant=variant,
+            step=REFERENCE,
+            steps=steps,
+            warmup=warmup,
+            held_out=held_out,
+        )
+        out["loss_check"] = loss_check_of(
+            entries, reference, start=start_loss(spec, config, variant, held_out, tokenizer)
+        )
     return out, summary
+
+
+def start_loss(spec, config, variant: str, held_out, tokenizer) -> float:
+    model, _ = build_variant(spec, config.replace(precision="fp32"), variant)
+    return round(held_out_loss(model, held_out, tokenizer), 5)
+
+
+def loss_check_of(entries: list[dict], reference: dict, *, start: float) -> dict:
+    """Each length-grouped step's held-out loss against the fp32 reference on the same batches
+    (the naive step trains on other, random batches, so it is not compared)."""
+    differences = {
+        e["step"]: round(e["loss_after"] - reference["loss_after"], 5)
+        for e in entries
+        if e["order"] == "length-grouped"
+    }
+    return {
+        "held_out_reviews": reference["held_out_reviews"],
+        "loss_before_training": start,
+        "reference_loss": reference["loss_after"],
+        "reference_samples_per_s": reference["samples_per_s"],
+        "tolerance": LOSS_TOLERANCE,
+        "differences": differences,
+        "within": all(abs(d) <= LOSS_TOLERANCE for d in differences.values()),
+    }
