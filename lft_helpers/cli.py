@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import shlex
 import signal
 import sys
 from pathlib import Path
@@ -178,7 +179,7 @@ def cmd_methods(args, argv) -> int:
         run_methods,
         suite_config,
     )
-    from .pipeline import resume_command
+    from .pipeline import resume_command, without_resume_flags
     from .plotting import plot_methods_pareto
     from .reporting import format_table, methods_table
 
@@ -195,6 +196,7 @@ def cmd_methods(args, argv) -> int:
             log=_log,
             resume=args.resume,
             overwrite=args.overwrite,
+            command=shlex.join(["python", "-m", "lft_helpers", *without_resume_flags(argv)]),
         )
     except KeyboardInterrupt:
         _log(

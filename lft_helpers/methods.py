@@ -451,12 +451,15 @@ def run_methods(
     resume: bool = False,
     overwrite: bool = False,
     prepared=None,
+    command: str | None = None,
 ) -> dict:
     """Run the suite into `config.output_dir` (see the module docstring); return the summary.
 
     `config` is used as given (see `suite_config` for the budgets); `budget` names it in the
-    records. `methods` are names or `Method`s (default: the whole catalogue).
+    records, and `command` the command line that ran it. `methods` are names or `Method`s
+    (default: the whole catalogue).
     """
+    started = time.perf_counter()
     methods = resolve_methods(methods)
     if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
         raise LFTError(f"--seeds {seeds!r}: give a whole number, 1 or more.")
@@ -495,12 +498,16 @@ def run_methods(
     )
     context = {"budget": budget_record(config, budget), "seeds_requested": seeds}
     context["methods_requested"] = [m.name for m in methods]
+    context["command"] = command
+    context["resumed"] = resume
     write_summary(suite, context, complete=False)  # the record a --resume is checked against
     for method in methods:
         log(f"{method.label}:")
         grid = pick_value(suite, method)
         run_seeds(suite, method, grid, seeds)
         write_summary(suite, context, complete=False)
+    # This process's time: after a --resume, only the part it ran.
+    context["wall_time_s"] = round(time.perf_counter() - started, 1)
     return write_summary(suite, context, complete=True)
 
 

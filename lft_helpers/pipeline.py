@@ -270,8 +270,13 @@ def resume_command(argv) -> str:
 
     --overwrite is dropped: a resumed run keeps what the first part of the run wrote.
     """
-    args = [a for a in argv if a not in ("--overwrite", "--resume")]
+    args = without_resume_flags(argv)
     return shlex.join([*shlex.split(python_command()), "-m", "lft_helpers", *args, "--resume"])
+
+
+def without_resume_flags(argv) -> list[str]:
+    """The command's flags without --overwrite and --resume: how the run was asked for."""
+    return [a for a in argv if a not in ("--overwrite", "--resume")]
 
 
 def interrupted_message(signum: int, output_dir, argv) -> str:

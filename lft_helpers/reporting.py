@@ -1098,6 +1098,22 @@ def suite_budget_note(summary: dict) -> str:
     ).rstrip("; ")
 
 
+def suite_provenance(summary: dict, source) -> str:
+    """Where suite results shown but not run here come from: the file, the command, the date,
+    the hardware and how long the suite took."""
+    command = summary.get("command") or "python -m lft_helpers methods"
+    took = summary.get("wall_time_s")
+    took_text = f", in {took / 60:.0f} minutes" if took else ""
+    if took and summary.get("resumed"):
+        took_text += " (the part after a --resume)"
+    state = "" if summary.get("complete") else " The suite was stopped before every run finished."
+    return (
+        f"Loaded from `{source}`, not run in this notebook: written by `{command}` on "
+        f"{summary['created'][:10]}{took_text}, on {_hardware(summary['environment'])}."
+        f"{state}"
+    )
+
+
 METHOD_COLUMNS = [
     "method",
     "accuracy",

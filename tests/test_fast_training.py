@@ -14,7 +14,7 @@ from lft_helpers.bench.train_speed import LOSS_TOLERANCE, held_out_loss
 from lft_helpers.modeling import load_model, wrap_with_lora
 from lft_helpers.pipeline import prepare_data
 from lft_helpers.specs import ALL_LINEAR
-from lft_helpers.training import describe_training_path, train_model
+from lft_helpers.training import train_model
 
 
 class Probe(TrainerCallback):
@@ -70,8 +70,37 @@ def test_changes_hold_while_training_and_are_undone_after(tiny_config, tmp_path,
         if not param.requires_grad:  # bit for bit the fp32 weights it started with
             assert torch.equal(param, before[name]), name
     assert [m.p for m in model.modules() if isinstance(m, torch.nn.Dropout)] == rates
-    assert result["training_path"] == describe_training_path(config)
-    assert result["training_path"]["frozen_weights"] == ("bf16" if fast else "fp32")
+    path = result["training_path"]
+    assert path["fast_training"] is fast and path["lora_dropout"] == config.lora_dropout
+    assert (path["frozen_weights"], path["model_dropout"]) == (
+        ("bf16", "off") if fast else ("fp32", "kept")
+    )
+
+
+def test_full_fine_tuning_keeps_its_hidden_dropout(tiny_config, tmp_path):
+    """Where every weight trains, only the attention dropout goes (and nothing is frozen)."""
+    config = tiny_config.replace(precision="bf16")
+    prepared = prepare_data(config)
+    model = load_model(config).requires_grad_(True)
+    rates = {n: m.p for n, m in model.named_modules() if isinstance(m, torch.nn.Dropout)}
+    seen = []
+
+    class Rates(TrainerCallback):
+        def on_step_end(self, args, state, control, model=None, **kwargs):
+            now = {n: m.p for n, m in model.named_modules() if isinstance(m, torch.nn.Dropout)}
+            seen.append(now)
+
+    args = (prepared.train, prepared.val, prepared.tokenizer, config, tmp_path / "ck")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setitem(training.CALLBACKS, "rates", Rates)
+        result = train_model(model, *args, learning_rate=1e-4, callbacks=("rates",))
+    attention = {n for n in rates if n.endswith("attention.dropout")}
+    assert attention and all(rates[n] > 0 for n in attention)
+    for now in seen:
+        assert {n for n, p in now.items() if p == 0.0} >= attention
+        assert all(now[n] == rates[n] for n in rates if n not in attention)
+    assert result["training_path"]["model_dropout"] == "attention only off"
+    assert result["training_path"]["frozen_weights"] == "fp32"
 
 
 def test_frozen_weights_in_bf16_change_no_number(tiny_config, tmp_path):

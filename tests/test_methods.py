@@ -4,6 +4,7 @@ on the tiny random DistilBERT."""
 from __future__ import annotations
 
 import json
+import shlex
 
 import numpy as np
 import pytest
@@ -14,7 +15,13 @@ from lft_helpers.experiment import fit_spec, prepare_model
 from lft_helpers.methods import METHODS, run_methods
 from lft_helpers.pipeline import prepare_data
 from lft_helpers.probe import fold_scaler, pooling_convention
-from lft_helpers.reporting import compare_seeded, methods_markdown, methods_table, rank_methods
+from lft_helpers.reporting import (
+    compare_seeded,
+    methods_markdown,
+    methods_table,
+    rank_methods,
+    suite_provenance,
+)
 from lft_helpers.specs import VARIANT_SPECS, Spec
 from lft_helpers.training import make_optimizer
 
@@ -310,6 +317,13 @@ def test_the_command_writes_the_suite_and_its_figure(tiny_model_dir, synthetic_d
     assert summary["complete"] and summary["budget"]["name"] == "smoke"
     assert summary["config"]["train_size"] == 32  # the smoke preset's size
     assert "Logistic regression on embeddings" in (out / "report.md").read_text()
+    # What a notebook loading these results says about them: the command that wrote them (as
+    # given, so a reader can run it), when, on what, and how long it took.
+    assert summary["command"] == shlex.join(["python", "-m", "lft_helpers", *args])
+    assert summary["wall_time_s"] > 0 and summary["resumed"] is False
+    told = suite_provenance(summary, "results/methods/summary.json")
+    assert summary["command"] in told and summary["created"][:10] in told
+    assert summary["environment"]["cpu"] in told and "stopped before" not in told
 
 
 def test_the_pareto_front_keeps_what_nothing_beats():

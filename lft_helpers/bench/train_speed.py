@@ -39,16 +39,35 @@ class TrainingStep:
 
 # Each step adds one change to the one before. `before` is the fast path as it was before the
 # training work, kept so that every gain is measured against it in the same run; the last step
-# is what `run` does by default.
-TRAINING_STEPS = (
-    TrainingStep("naive", "fp32, padded to max length, random batches", grouped=False, mixed=False),
-    TrainingStep("before", "{p} autocast, dynamic padding, length-grouped"),
-    TrainingStep("frozen", "+ frozen weights held in {p}", fast={"dropout": "kept"}),
-    TrainingStep(
-        "attention", "+ no attention dropout (SDPA's fused kernel)", fast={"dropout": "attention"}
-    ),
-    TrainingStep("fast", "+ no dropout in the model: the default", fast={"dropout": "off"}),
+# is what `run` does by default. Full fine-tuning freezes nothing, so it has no frozen-weights
+# step, and by default it keeps its hidden dropout (training.make_fast_training_callback).
+NAIVE = TrainingStep(
+    "naive", "fp32, padded to max length, random batches", grouped=False, mixed=False
 )
+BEFORE = TrainingStep("before", "{p} autocast, dynamic padding, length-grouped")
+AUTO = {"dropout": "auto"}
+TRAINING_STEPS = {
+    "lora": (
+        NAIVE,
+        BEFORE,
+        TrainingStep("frozen", "+ frozen weights held in {p}", fast={"dropout": "kept"}),
+        TrainingStep(
+            "attention",
+            "+ no attention dropout (SDPA's fused kernel)",
+            fast={"dropout": "attention"},
+        ),
+        TrainingStep("fast", "+ no dropout in the frozen model: the default", fast=AUTO),
+    ),
+    "full": (
+        NAIVE,
+        BEFORE,
+        TrainingStep(
+            "fast", "+ no attention dropout (SDPA's fused kernel): the default", fast=AUTO
+        ),
+    ),
+}
+
+
 # The loss check's yardstick: the fast steps' batches, trained plainly in fp32.
 REFERENCE = TrainingStep("reference", "fp32, dynamic padding, length-grouped", mixed=False)
 # A step is kept only if, after the same batches from the same start, the eval-mode loss on
@@ -345,8 +364,7 @@ def measure_training_ladder(
     """One variant's training, step by step from naive to the default fast path, with the
     loss check against fp32 and (if asked) a profile of the last step."""
     train, held_out = split_held_out(dataset, config.seed)
-    # Full fine-tuning freezes nothing: holding frozen weights in bf16 changes nothing there.
-    ladder = [s for s in TRAINING_STEPS if not (variant == "full" and s.name == "frozen")]
+    ladder = TRAINING_STEPS[variant]
     entries, summary = [], None
     for step in ladder:
         log(f"  train {variant} {step.name}: {warmup} warm-up + {steps} timed steps")
