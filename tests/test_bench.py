@@ -207,7 +207,10 @@ def test_bench_trains_step_by_step_and_checks_the_loss(bench_run):
 def test_bench_profiles_one_fast_training_step(bench_run):
     stdout, report = bench_run
     (model,) = report["models"].values()
-    profile = model["train_profile"]
+    profile, before = model["train_profile"], model["train_profile_before"]
+    # Before and after the training work, on the same batch.
+    assert profile["step"].startswith("lora fast,") and before["step"].startswith("lora before,")
+    assert profile["step"].split(",", 1)[1] == before["step"].split(",", 1)[1]
     operators = profile["operators"]
     assert 0 < len(operators) <= train_speed.PROFILE_TOP and profile["seconds"] > 0
     shares = [op["share"] for op in operators]

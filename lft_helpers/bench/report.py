@@ -91,7 +91,8 @@ def bench_model(spec: str, settings: BenchSettings, log=print) -> dict:
             spec, config, dataset, tokenizer, variant="full", profile=False, **steps
         )
     if profile:
-        report["train_profile"] = profile
+        report["train_profile"] = profile["fast"]
+        report["train_profile_before"] = profile["before"]
     if settings.memory:
         report["memory"] = measure_memory_pair(
             spec, config, dataset, threads=settings.threads, log=log
@@ -326,6 +327,8 @@ def format_model(name: str, m: dict, fast_precision: str = "bf16") -> list[str]:
             _row("peak memory (MB)", lora["peak_mb"], full["peak_mb"], "{:.0f}", "a/b"),
             _row("grads + optimizer (MB)", _state_mb(lora), _state_mb(full), "{:.2f}", "a/b"),
         ]
+    if "train_profile_before" in m:
+        lines += format_profile(m["train_profile_before"])
     if "train_profile" in m:
         lines += format_profile(m["train_profile"])
     failed = [k for k, c in m.get("checks", {}).items() if c["met"] is False]

@@ -57,7 +57,9 @@ class BenchSettings:
     full_training: bool = option(
         True, "time LoRA training only, not full fine-tuning's naive and fast training too"
     )
-    profile: bool = option(True, "skip the torch.profiler profile of one fast training step")
+    profile: bool = option(
+        True, "skip the torch.profiler profiles of one LoRA training step, before and fast"
+    )
     loss_check: bool = option(
         True, "skip the loss check of each training step against an fp32 training"
     )

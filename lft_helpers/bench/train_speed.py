@@ -68,6 +68,8 @@ TRAINING_STEPS = {
 }
 
 
+# Where the time goes before the training work and after it.
+PROFILED = ("before", "fast")
 # The loss check's yardstick: the fast steps' batches, trained plainly in fp32.
 REFERENCE = TrainingStep("reference", "fp32, dynamic padding, length-grouped", mixed=False)
 # A step is kept only if, after the same batches from the same start, the eval-mode loss on
@@ -294,7 +296,9 @@ def measure_training(
         lengths, config.train_batch_size, steps, grouped=step.grouped, seed=config.seed
     )
     warm = [rows[i % len(rows)] for i in range(warmup)]
-    extra = [rows[len(rows) // 2]] if profile else []
+    # One more step after the timed ones, profiled if asked: every step of the ladder takes it,
+    # so that all of them (and the reference) train on the same batches for the loss check.
+    extra = [rows[len(rows) // 2]]
     pad_to = None if step.grouped else config.max_length
     precision = resolve_precision(config.precision) if step.mixed else "fp32"
     step_config = config.replace(precision=precision, fast_training=False)
@@ -362,10 +366,10 @@ def measure_training_ladder(
     log=print,
 ) -> tuple[dict, dict | None]:
     """One variant's training, step by step from naive to the default fast path, with the
-    loss check against fp32 and (if asked) a profile of the last step."""
+    loss check against fp32 and (if asked) profiles of the `PROFILED` steps, by step name."""
     train, held_out = split_held_out(dataset, config.seed)
     ladder = TRAINING_STEPS[variant]
-    entries, summary = [], None
+    entries, profiles = [], {}
     for step in ladder:
         log(f"  train {variant} {step.name}: {warmup} warm-up + {steps} timed steps")
         entry, found = measure_training(
@@ -378,10 +382,11 @@ def measure_training_ladder(
             steps=steps,
             warmup=warmup,
             held_out=held_out if loss_check else None,
-            profile=profile and step is ladder[-1],
+            profile=profile and step.name in PROFILED,
         )
         entries.append(entry)
-        summary = summary or found
+        if found:
+            profiles[step.name] = found
     named = {e["step"]: e for e in entries}
     out = {
         "steps": entries,
@@ -409,7 +414,7 @@ def measure_training_ladder(
         out["loss_check"] = loss_check_of(
             entries, reference, start=start_loss(spec, config, variant, held_out, tokenizer)
         )
-    return out, summary
+    return out, profiles
 
 
 def start_loss(spec, config, variant: str, held_out, tokenizer) -> float:
