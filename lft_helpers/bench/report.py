@@ -126,7 +126,7 @@ def missed_targets(report: dict, instruction_sets=()) -> dict:
         if part and "loss_check" in part:
             check = part["loss_check"]
             checks[f"{name}_loss_within_tolerance"] = {
-                "value": max(abs(d) for d in check["differences"].values()),
+                "value": max(check["differences"].values()),
                 "target": f"<= {check['tolerance']}",
                 "met": check["within"],
             }
@@ -262,7 +262,7 @@ def format_training_steps(tr: dict) -> list[str]:
             f"    default vs before: {part['gain_over_before']:.2f}x"
             + (
                 f"; Δloss vs fp32 reference ({check['reference_loss']:.4f}, from "
-                f"{check['loss_before_training']:.4f} untrained) within ±{check['tolerance']}: "
+                f"{check['loss_before_training']:.4f} untrained) at most +{check['tolerance']}: "
                 f"{'yes' if check['within'] else 'NO'}"
                 if check
                 else ""

@@ -73,7 +73,8 @@ PROFILED = ("before", "fast")
 # The loss check's yardstick: the fast steps' batches, trained plainly in fp32.
 REFERENCE = TrainingStep("reference", "fp32, dynamic padding, length-grouped", mixed=False)
 # A step is kept only if, after the same batches from the same start, the eval-mode loss on
-# held-out reviews is within this many nats of the fp32 reference's (3% of ln 2).
+# held-out reviews is no more than this many nats (3% of ln 2) above the fp32 reference's. Lower
+# is no fault: without dropout the same steps fit faster.
 LOSS_TOLERANCE = 0.02
 HELD_OUT = 32
 
@@ -437,5 +438,5 @@ def loss_check_of(entries: list[dict], reference: dict, *, start: float) -> dict
         "reference_samples_per_s": reference["samples_per_s"],
         "tolerance": LOSS_TOLERANCE,
         "differences": differences,
-        "within": all(abs(d) <= LOSS_TOLERANCE for d in differences.values()),
+        "within": all(d <= LOSS_TOLERANCE for d in differences.values()),
     }
