@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from ..config import Config
+from ..evaluation import compute_metrics, predict_logits
 from ..runtime import resolve_precision
 from ..training import make_fast_training_callback, make_trainer_class, make_training_args
 from .flops import StepCost, add_flop_rates, training_step_cost
@@ -202,26 +203,9 @@ def summarize_profile(profiler, *, top: int = PROFILE_TOP) -> dict:
 
 
 def held_out_loss(model, dataset, tokenizer, *, batch_size: int = 16) -> float:
-    """Mean cross-entropy of `model` on `dataset` in fp32 and eval mode (no dropout)."""
-    import torch
-    from transformers import DataCollatorWithPadding
-
-    collate = DataCollatorWithPadding(tokenizer)
-    columns = [c for c in ("input_ids", "attention_mask", "labels") if c in dataset.column_names]
-    rows = dataset.select_columns(columns)
-    was_training = model.training
-    model.eval()
-    total = 0.0
-    with torch.no_grad():
-        for start in range(0, len(rows), batch_size):
-            batch = collate([rows[i] for i in range(start, min(start + batch_size, len(rows)))])
-            batch = {k: v.to(model.device) for k, v in batch.items()}
-            logits = model(**{k: v for k, v in batch.items() if k != "labels"}).logits
-            total += torch.nn.functional.cross_entropy(
-                logits.float(), batch["labels"], reduction="sum"
-            ).item()
-    model.train(was_training)
-    return total / len(rows)
+    """Mean cross-entropy of `model` on `dataset`, evaluated as `run` evaluates, but in fp32."""
+    logits = predict_logits(model, dataset, tokenizer, batch_size, "fp32")
+    return compute_metrics(dataset["labels"], logits)["eval_loss"]
 
 
 def build_variant(spec: str, config: Config, variant: str):
