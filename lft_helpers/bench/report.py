@@ -39,14 +39,13 @@ EVAL_FRACTION_OF_PEAK_AMX = (0.35, 0.50)
 
 def model_targets(model: str, instruction_sets) -> dict:
     """The targets for one benchmarked model on this machine (None: no target here)."""
-    small = "minilm" in model.lower()
-    pick = (lambda pair: pair[0]) if small else (lambda pair: pair[1])
+    which = 0 if "minilm" in model.lower() else 1
     amx = "amx_bf16" in instruction_sets
     kind = "amx" if amx else "avx512_bf16" if "avx512_bf16" in instruction_sets else None
-    targets = {**TARGETS, "train_gain_over_before": pick(GAIN_OVER_BEFORE)}
+    targets = {**TARGETS, "train_gain_over_before": GAIN_OVER_BEFORE[which]}
     if amx:
-        targets["eval_fast_fraction_of_peak"] = pick(EVAL_FRACTION_OF_PEAK_AMX)
-    targets["train_fast_fraction_of_peak"] = pick(TRAIN_FRACTION_OF_PEAK[kind]) if kind else None
+        targets["eval_fast_fraction_of_peak"] = EVAL_FRACTION_OF_PEAK_AMX[which]
+    targets["train_fast_fraction_of_peak"] = TRAIN_FRACTION_OF_PEAK[kind][which] if kind else None
     return targets
 
 
