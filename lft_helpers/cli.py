@@ -14,6 +14,9 @@ from .config import Config, describe_default, make_config
 from .errors import LFTError
 from .flags import add_dataclass_flags, values_from_args
 from .runtime import is_main_process
+from .specs import VARIANTS
+
+RUN_VARIANTS = ("baseline", "lora")
 
 
 def add_config_flags(parser: argparse.ArgumentParser) -> None:
@@ -41,10 +44,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="baseline evaluation, then LoRA training and evaluation")
     add_config_flags(run)
+    add_variants_flag(run, RUN_VARIANTS)
+    add_seeds_flag(run)
     compare = sub.add_parser(
         "compare", help="baseline, head-only, LoRA and full fine-tuning on the same data"
     )
     add_config_flags(compare)
+    add_variants_flag(compare, VARIANTS)
+    add_seeds_flag(compare)
     sweep = sub.add_parser(
         "sweep",
         help="LoRA rank sweep (r=1..32 on query/value, r=8 on all linear layers) on a reduced "
@@ -52,9 +59,24 @@ def build_parser() -> argparse.ArgumentParser:
         "results in <output-dir>/sweep",
     )
     add_config_flags(sweep)
+    add_seeds_flag(sweep)
     sweep.add_argument(
         "--ranks", type=parse_ranks, help="comma-separated LoRA ranks (default 1,2,4,8,16,32)"
     )
+    scaling = sub.add_parser(
+        "scaling",
+        help="data scaling: LoRA and full fine-tuning at 500 to 24,000 training reviews for the "
+        "same epochs, scored on the same eval reviews (preset cpu: max length 128, 1 epoch, "
+        "2,000 eval reviews, about an hour on 2 cores); results and figure in "
+        "<output-dir>/scaling",
+    )
+    add_config_flags(scaling)
+    scaling.add_argument(
+        "--sizes",
+        type=parse_ranks,
+        help="comma-separated training sizes (default 500,1000,2000,5000,10000,24000)",
+    )
+    add_variants_flag(scaling, ("lora", "full"))
     from .methods import add_methods_flags
 
     methods = sub.add_parser(
@@ -110,18 +132,39 @@ def cmd_report(args) -> int:
 
 
 def cmd_run(args, variants) -> int:
-    from .experiment import run_experiment
+    from .experiment import run_seeded
     from .reporting import comparison_table, format_table
 
     config = config_from_args(args)
-    results = run_experiment(
-        config, variants, log=_log, resume=args.resume, overwrite=args.overwrite
+    seeded = run_seeded(
+        config,
+        variants,
+        seeds=args.seeds,
+        log=_log,
+        resume=args.resume,
+        overwrite=args.overwrite,
     )
     if not is_main_process():  # under torchrun / accelerate launch rank 0 alone reports
         return 0
-    print(format_table(comparison_table(results)))
+    print(format_table(comparison_table(seeded[0])))
     print(f"Results written to {Path(config.output_dir) / 'results.json'}")
+    report_seeds(config.output_dir, args.seeds)
     return 0
+
+
+def report_seeds(output_dir, seeds: int) -> None:
+    """With several seeds: the spread over them, and where each seed's results went."""
+    from .experiment import SEEDS
+    from .reporting import format_table, load_results, seed_table, seeded_lora_full_finding
+
+    if seeds < 2:
+        return
+    spread = load_results(Path(output_dir) / SEEDS)
+    print(format_table(seed_table(spread)))
+    finding = seeded_lora_full_finding(spread)
+    if finding:
+        print(finding)
+    print(f"Seeds: {Path(output_dir) / SEEDS}, each seed's run in {Path(output_dir) / 'seeds'}")
 
 
 def write_compare_figures(output_dir) -> None:
@@ -133,6 +176,36 @@ def write_compare_figures(output_dir) -> None:
     plot_accuracy(results, out / "accuracy.png")
     plot_params_vs_accuracy(results, out / "params_vs_accuracy.png")
     print(f"Figures written to {out / 'accuracy.png'} and {out / 'params_vs_accuracy.png'}")
+
+
+def add_seeds_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--seeds",
+        type=int,
+        default=1,
+        help="training seeds, from --seed up (default 1); every seed trains on the data --seed "
+        "picks, so runs pair review by review; seeds after the first go to "
+        "<output-dir>/seeds/seed<k>, their spread to seeds.json",
+    )
+
+
+def add_variants_flag(parser: argparse.ArgumentParser, default) -> None:
+    parser.add_argument(
+        "--variants",
+        type=parse_variants,
+        default=tuple(default),
+        help=f"comma-separated variants from {', '.join(VARIANTS)} (default {','.join(default)})",
+    )
+
+
+def parse_variants(text: str) -> tuple[str, ...]:
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    unknown = [n for n in names if n not in VARIANTS]
+    if not names or unknown:
+        raise argparse.ArgumentTypeError(
+            f"`{text}`: give variants from {', '.join(VARIANTS)}, separated by commas"
+        )
+    return names
 
 
 def parse_ranks(text: str) -> tuple[int, ...]:
@@ -160,12 +233,40 @@ def cmd_sweep(args) -> int:
         log=_log,
         resume=args.resume,
         overwrite=args.overwrite,
+        seeds=args.seeds,
         **kwargs,
     )
     out = Path(sweep_config(config, **budget).output_dir)
     plot_sweep(results, out / "sweep.png")
     print(format_table(sweep_table(results)))
     print(f"Results written to {out / 'results.json'}, figure to {out / 'sweep.png'}")
+    report_seeds(out, args.seeds)
+    return 0
+
+
+def cmd_scaling(args) -> int:
+    from .plotting import plot_scaling
+    from .reporting import format_table
+    from .scaling import HELD_FIELDS, run_scaling, scaling_plan, scaling_table
+
+    config = config_from_args(args)
+    held = {name: getattr(args, name) for name in HELD_FIELDS}  # flags given win over the budget
+    summary = run_scaling(
+        config,
+        sizes=args.sizes,
+        variants=args.variants,
+        log=_log,
+        resume=args.resume,
+        overwrite=args.overwrite,
+        **held,
+    )
+    if not is_main_process():
+        return 0
+    out = Path(scaling_plan(config, args.sizes, **held)[1].output_dir)
+    plot_scaling(summary, out / "scaling.png")
+    print(format_table(scaling_table(summary)))
+    print(summary["finding"])
+    print(f"Results in {out}: summary.json, scaling.png and n<size>/results.json")
     return 0
 
 
@@ -252,12 +353,14 @@ def main(argv=None) -> int:
     try:
         with sigterm_as_interrupt():
             if args.command == "run":
-                return cmd_run(args, ("baseline", "lora"))
+                return cmd_run(args, args.variants)
             if args.command == "compare":
-                code = cmd_run(args, ("baseline", "head", "lora", "full"))
+                code = cmd_run(args, args.variants)
                 if is_main_process():
                     write_compare_figures(config_from_args(args).output_dir)
                 return code
+            if args.command == "scaling":
+                return cmd_scaling(args)
             if args.command == "sweep":
                 return cmd_sweep(args)
             if args.command == "methods":
@@ -287,6 +390,10 @@ def main(argv=None) -> int:
                 from .sweep import sweep_config
 
                 folder = sweep_config(config_from_args(args)).output_dir
+            elif args.command == "scaling":
+                from .scaling import scaling_plan
+
+                folder = scaling_plan(config_from_args(args), args.sizes)[1].output_dir
         if is_main_process():
             print(interrupted_message(signum, folder, argv), file=sys.stderr)
         return 128 + signum  # the shell's convention: 130 for SIGINT, 143 for SIGTERM

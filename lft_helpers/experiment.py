@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .config import Config
+from .errors import LFTError
 from .hub import is_local, readable_path
 from .modeling import (
     build_peft_model,
@@ -19,6 +20,8 @@ from .modeling import (
     model_label,
 )
 from .pipeline import (
+    PARTIAL,
+    RESULTS,
     Prepared,
     check_output_dir,
     check_resume_config,
@@ -29,6 +32,7 @@ from .pipeline import (
     train_variant,
 )
 from .probe import fit_probe, make_probe_model, pooling_convention
+from .reporting import load_results, seed_spread, write_json_atomic
 from .runtime import is_main_process
 from .specs import Spec, run_slug, variant_specs
 
@@ -209,3 +213,84 @@ def run_experiment(
     save({})  # the record a --resume is checked against
     runs = run_specs(specs, prepared, config, log=log, resume=resume, save=save)
     return save(runs, complete=True)
+
+
+# Several seeds: the same data, the same eval reviews, another training seed each time.
+
+
+SEEDS = "seeds.json"
+
+
+def finished_results(output_dir: str | Path) -> dict | None:
+    """The complete results.json in `output_dir`, if there is one (a --resume keeps it).
+
+    A progress file beside it means a later run (an --overwrite) was stopped there: that run
+    is the one to continue, and the older results are not kept."""
+    path = Path(output_dir) / RESULTS
+    if not path.is_file() or (Path(output_dir) / PARTIAL).is_file():
+        return None
+    results = load_results(path)
+    return results if results.get("complete") else None
+
+
+def seed_dir(output_dir: str | Path, seed: int) -> Path:
+    """Where a further training seed's run goes: `<output_dir>/seeds/seed<k>`."""
+    return Path(output_dir) / "seeds" / f"seed{seed}"
+
+
+def training_seeds(config: Config, count: int) -> list[int]:
+    """`count` seeds from the config's own: it picks the data, and trains the first run."""
+    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        raise LFTError(f"--seeds {count!r}: give a whole number, 1 or more.")
+    return [config.seed + k for k in range(count)]
+
+
+def run_seeded(
+    config: Config,
+    specs,
+    *,
+    seeds: int = 1,
+    log=print,
+    resume=False,
+    overwrite=False,
+    prepared=None,
+    extra=None,
+) -> list[dict]:
+    """`run_experiment` with the config's seed in `config.output_dir`, then with each further
+    training seed in `seed_dir(...)`, all on the data the config's seed picks (the same train,
+    validation and eval reviews), so runs pair review by review across seeds.
+
+    With `resume`, a seed whose results.json is complete is kept, not run again. Several
+    seeds also write `<output_dir>/seeds.json` (`reporting.seed_spread`).
+    """
+    runs = []
+    for seed in training_seeds(config, seeds):
+        first = seed == config.seed
+        out = Path(config.output_dir) if first else seed_dir(config.output_dir, seed)
+        seeded = config.replace(seed=seed, output_dir=str(out))
+        kept = finished_results(out) if resume else None
+        if kept is not None:
+            check_resume_config(out, seeded)  # kept only if it ran with these settings
+            which = f"Seed {seed}: finished" if seeds > 1 else "Finished"
+            log(f"{which} before, kept ({out / RESULTS})")
+            runs.append(kept)
+            continue
+        if seeds > 1:
+            log(f"Seed {seed}{' (it also picked the data)' if first else ''}:")
+        if prepared is None and not first:
+            prepared = prepare_data(config, log)  # the config seed's data, for every seed
+        info = {**(extra or {}), **({"data_seed": config.seed} if seeds > 1 else {})}
+        runs.append(
+            run_experiment(
+                seeded,
+                specs,
+                log=log,
+                resume=resume,
+                overwrite=overwrite,
+                prepared=prepared,
+                extra=info or None,
+            )
+        )
+    if len(runs) > 1 and is_main_process():
+        write_json_atomic(seed_spread(runs), Path(config.output_dir) / SEEDS)
+    return runs

@@ -19,6 +19,7 @@ from .reporting import (
     suite_budget_note,
     sweep_headline,
 )
+from .scaling import scaling_note
 
 COLORS = {"baseline": "#9e9e9e", "head": "#8d6e63", "lora": "#1e88e5", "full": "#e53935"}
 
@@ -340,3 +341,51 @@ def plot_methods_pareto(summary: dict, path: str | Path):
     fig.tight_layout(rect=(0, 0.04 + 0.03 * ((len(rows) + 3) // 4), 1, 1))  # room for the legend
     fig.savefig(Path(path), dpi=110)
     return fig
+
+
+def plain_tick(value: float, _position=None) -> str:
+    """Log-axis ticks as people write numbers: 1,000 and 0.5, not 10^3 and 5x10^-1."""
+    return f"{value:,.0f}" if value >= 1 else f"{value:g}"
+
+
+def plot_scaling(summary: dict, path: str | Path):
+    """Data scaling: accuracy (95% CI) against training reviews and against training minutes on
+    the machine that ran it, one line per variant, both x axes log scale."""
+    import textwrap
+
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.6), sharey=True)
+    panels = (
+        ("train_size", "training reviews (log scale)"),
+        ("train_minutes", "training time, minutes (log scale)"),
+    )
+    for ax, (key, xlabel) in zip(axes, panels, strict=True):
+        for name in summary["variants"]:
+            points = sorted(
+                (p for p in summary["points"] if p["variant"] == name), key=lambda p: p[key]
+            )
+            x = [p[key] for p in points]
+            y = [p["accuracy"] for p in points]
+            ci = [p.get("accuracy_ci") or [a, a] for p, a in zip(points, y, strict=True)]
+            spread = [
+                [a - c[0] for a, c in zip(y, ci, strict=True)],
+                [c[1] - a for a, c in zip(y, ci, strict=True)],
+            ]
+            label = VARIANT_LABELS.get(name, name)
+            color = COLORS.get(name)
+            ax.errorbar(x, y, yerr=spread, fmt="o-", capsize=3, ms=5, color=color, label=label)
+        ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.xaxis.set_major_formatter(FuncFormatter(plain_tick))
+        if key == "train_size":  # every size measured gets its tick, and only those
+            ax.set_xticks(sorted({p["train_size"] for p in summary["points"]}))
+        ax.margins(x=0.08, y=0.08)
+        ax.set_xlabel(xlabel)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("accuracy on the same eval reviews (95% CI)")
+    axes[0].legend(fontsize=8, loc="lower right")
+    finding = textwrap.fill(summary["finding"], 130)
+    fig.suptitle(f"{finding}\n{scaling_note(summary)}", fontsize=9)
+    return _save(fig, path)

@@ -415,7 +415,7 @@ def device_phrase(env: dict) -> str:
     return f"a CPU ({env['cpu']})"
 
 
-def _hardware(env: dict) -> str:
+def hardware_phrase(env: dict) -> str:
     if env.get("gpu"):
         return f"a GPU, {env['gpu']}"
     cores = f"{env['cpu_count']} cores, " if env.get("cpu_count") else ""
@@ -428,7 +428,7 @@ def setup_sentence(config: dict, environment: dict, model_label: str, data_label
     return (
         f"Model {model_label} on {data_label}: {config['train_size']:,} training and "
         f"{config['eval_size']:,} evaluation reviews, max length {config['max_length']}, "
-        f"{_epochs(config['epochs'])}, seed {config['seed']}; {_hardware(env)}; "
+        f"{_epochs(config['epochs'])}, seed {config['seed']}; {hardware_phrase(env)}; "
         f"torch {env['packages']['torch']}, transformers {env['packages']['transformers']}, "
         f"peft {env['packages']['peft']}."
     )
@@ -936,7 +936,7 @@ def limits_markdown(results: dict, sweep: dict | None = None) -> str:
             f" The sweep ran on a {budget_note(sweep)}: compare its runs with each other, not "
             "with the main run."
         )
-    text += f" Times, speeds and memory were measured on {_hardware(env)}."
+    text += f" Times, speeds and memory were measured on {hardware_phrase(env)}."
     if cfg["model"] != DEFAULT_MODEL:
         text += (
             f" The encoder is {results['model_label']}, not the default `{DEFAULT_MODEL}`: "
@@ -1094,7 +1094,7 @@ def suite_budget_note(summary: dict) -> str:
         f"{name}{cfg['train_size']:,} train / {cfg['val_size']:,} validation / "
         f"{cfg['eval_size']:,} eval reviews, max length {cfg['max_length']}, "
         f"{_epochs(cfg['epochs'])}, {_count(seeds, 'seed')}; "
-        f"{summary.get('model_label', cfg['model'])}; {_hardware(env) if env else ''}"
+        f"{summary.get('model_label', cfg['model'])}; {hardware_phrase(env) if env else ''}"
     ).rstrip("; ")
 
 
@@ -1109,7 +1109,7 @@ def suite_provenance(summary: dict, source) -> str:
     state = "" if summary.get("complete") else " The suite was stopped before every run finished."
     return (
         f"Loaded from `{source}`, not run in this notebook: written by `{command}` on "
-        f"{summary['created'][:10]}{took_text}, on {_hardware(summary['environment'])}."
+        f"{summary['created'][:10]}{took_text}, on {hardware_phrase(summary['environment'])}."
         f"{state}"
     )
 
@@ -1203,3 +1203,87 @@ def _knob(row: dict) -> str:
 
 def _missing(value) -> bool:
     return _plain(value) is None
+
+
+# --- Several seeds of one experiment (`compare --seeds`, `sweep --seeds`) -----------------------
+
+
+def seed_spread(seeded: list[dict]) -> dict:
+    """Each run's accuracy over the training seeds of one experiment (`run_seeded`'s results,
+    all on the same eval reviews): per run the seeds' accuracies, mean, sd (n - 1) and range,
+    and LoRA against full fine-tuning as the method suite decides it (`compare_seeded`)."""
+    names = [n for n in seeded[0]["runs"] if all(n in r["runs"] for r in seeded)]
+    per_run = {}
+    for name in names:
+        accs = [r["runs"][name]["accuracy"] for r in seeded]
+        per_run[name] = {
+            "seeds": [r["config"]["seed"] for r in seeded],
+            "accuracy": accs,
+            "mean": round(float(np.mean(accs)), 6),
+            "sd": round(float(np.std(accs, ddof=1)), 6) if len(accs) > 1 else None,
+            "range": [min(accs), max(accs)],
+        }
+    spread = {"data_seed": seeded[0]["config"]["seed"], "runs": per_run}
+    if {"lora", "full"} <= set(names):
+
+        def records(name: str) -> list[dict]:
+            return [
+                {"seed": r["config"]["seed"], **_pick(r["runs"][name], "accuracy", "positive_prob")}
+                for r in seeded
+            ]
+
+        spread["lora_vs_full"] = compare_seeded(records("lora"), records("full"))
+    return spread
+
+
+def _pick(run: dict, *keys: str) -> dict:
+    return {k: run[k] for k in keys}
+
+
+def seed_table(spread: dict):
+    """One row per run: accuracy mean ± sd over the seeds, and the lowest and highest seed."""
+    import pandas as pd
+
+    rows = [
+        {
+            "run": VARIANT_LABELS.get(name, name),
+            "seeds": len(s["accuracy"]),
+            "accuracy mean": s["mean"],
+            "sd": s["sd"],
+            "lowest": s["range"][0],
+            "highest": s["range"][1],
+        }
+        for name, s in spread["runs"].items()
+    ]
+    return pd.DataFrame(rows).set_index("run")
+
+
+def seeded_lora_full_finding(spread: dict) -> str | None:
+    """LoRA against full fine-tuning over seeds, in words, only as far as the seeds support."""
+    c = spread.get("lora_vs_full")
+    if c is None:
+        return None
+    lora, full = spread["runs"]["lora"], spread["runs"]["full"]
+    n = len(lora["accuracy"])
+
+    def text(s: dict) -> str:
+        return f"{s['mean']:.4f}" + (f" ± {s['sd']:.4f}" if s["sd"] is not None else "")
+
+    head = (
+        f"Over {_count(n, 'training seed')} on the same eval reviews, LoRA scored {text(lora)} "
+        f"and full fine-tuning {text(full)} (mean ± sd)"
+    )
+    basis = (
+        f"seeds' ranges {'apart' if c['ranges_apart'] else 'overlap'}; McNemar {_p(c['p_value'])} "
+        f"on the pooled reviews only one gets right"
+    )
+    if c["supported"]:
+        side = "above" if c["gap_points"] > 0 else "below"
+        return (
+            f"{head}: LoRA is {format_points(c['gap_points'])} points {side} full fine-tuning, "
+            f"and every seed agrees ({basis})."
+        )
+    return (
+        f"{head}: the seeds do not separate them, {format_points(c['gap_points'])} points apart "
+        f"({basis})."
+    )

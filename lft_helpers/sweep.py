@@ -11,7 +11,7 @@ from pathlib import Path
 
 from .config import Config
 from .errors import LFTError
-from .experiment import run_experiment
+from .experiment import run_seeded
 from .reporting import format_interval
 from .specs import ALPHA_RULE, SWEEP_RANKS, sweep_specs
 
@@ -67,12 +67,14 @@ def run_sweep(
     log=print,
     resume: bool = False,
     overwrite: bool = False,
+    seeds: int = 1,
 ) -> dict:
     """Train and score LoRA at each rank (and all-linear) on the sweep budget of `config`.
 
     `config` is the main run's; the sweep runs on `sweep_config(config, **budget)` into
     `<output_dir>/sweep`, each adapter in its own folder there, through the same runner as
-    `run` and `compare`.
+    `run` and `compare`. Its results are returned; with `seeds` > 1 each further training
+    seed's go to `<output_dir>/sweep/seeds/seed<k>` and the spread to `sweep/seeds.json`.
     """
     swept = sweep_config(config, **(budget or {}))
     if prepared is not None:
@@ -83,15 +85,16 @@ def run_sweep(
         "budget": budget_of(swept),
         "main_budget": budget_of(config),
     }
-    return run_experiment(
+    return run_seeded(
         swept,
         sweep_specs(ranks, all_linear=all_linear),
+        seeds=seeds,
         log=log,
         resume=resume,
         overwrite=overwrite,
         prepared=prepared,
         extra={"sweep": info},
-    )
+    )[0]
 
 
 def sweep_table(results: dict):

@@ -23,7 +23,16 @@ LAYERS = [
     ("results documents", {"reporting"}),
     (
         "experiment",
-        {"pipeline", "experiment", "sweep", "methods", "shipping", "estimate", "long_reviews"},
+        {
+            "pipeline",
+            "experiment",
+            "sweep",
+            "scaling",
+            "methods",
+            "shipping",
+            "estimate",
+            "long_reviews",
+        },
     ),
     ("views", {"explore", "plotting"}),
     ("benchmark", {"bench"}),

@@ -1,0 +1,108 @@
+"""Data scaling: LoRA and full fine-tuning at several training sizes on the same eval reviews."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from lft_helpers import cli
+from lft_helpers.config import make_config
+from lft_helpers.errors import LFTError
+from lft_helpers.reporting import load_results
+from lft_helpers.scaling import scaling_finding, scaling_plan, scaling_table
+
+
+def test_cpu_plan_holds_everything_but_the_size_and_lets_flags_win():
+    config = make_config("cpu", output_dir="out")
+    sizes, shared = scaling_plan(config)
+    assert sizes == (500, 1000, 2000, 5000, 10000, 24000)
+    assert (shared.max_length, shared.epochs, shared.eval_size) == (128, 1.0, 2000)
+    assert shared.output_dir.replace("\\", "/") == "out/scaling"
+    sizes, shared = scaling_plan(config, (2000, 500, 500), max_length=256, epochs=None)
+    assert sizes == (500, 2000), "sorted, each size once"
+    assert (shared.max_length, shared.epochs) == (256, 1.0)
+
+
+def test_a_size_below_two_is_refused():
+    with pytest.raises(LFTError, match="at least 2"):
+        scaling_plan(make_config("cpu"), (1, 100))
+
+
+def comparison(size, gap, differ):
+    return {"train_size": size, "gap_points": gap, "differ": differ, "test": "McNemar"}
+
+
+@pytest.mark.parametrize(
+    ("states", "verdict", "pieces"),
+    [
+        (
+            [(-3, True), (-2, True), (-0.4, False), (0.2, False)],
+            "The curves meet",
+            ["full fine-tuning ahead at 1 to 2 reviews", "tie within the noise at 3 to 4"],
+        ),
+        (
+            [(-3, True), (0.1, False), (2, True)],
+            "The curves cross",
+            ["full fine-tuning ahead at 1 reviews", "LoRA ahead at 3 reviews"],
+        ),
+        ([(-3, True), (-2, True)], "The curves stay apart", ["full fine-tuning ahead at 1 to 2"]),
+        ([(0.3, False), (-0.3, False)], "The curves never separate", ["tie within the noise"]),
+    ],
+)
+def test_the_finding_follows_the_paired_test_at_each_size(states, verdict, pieces):
+    found = scaling_finding([comparison(i + 1, g, d) for i, (g, d) in enumerate(states)])
+    assert found.startswith(verdict)
+    for piece in pieces:
+        assert piece in found
+
+
+@pytest.fixture(scope="module")
+def scaled(tiny_model_dir, synthetic_data_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("scaling") / "run"
+    args = ["scaling", "--model", str(tiny_model_dir), "--data", str(synthetic_data_dir)]
+    args += ["--preset", "smoke", "--sizes", "16,32", "--val-size", "8", "--eval-size", "24"]
+    args += ["--max-length", "32", "--precision", "fp32", "--output-dir", str(out)]
+    assert cli.main(args) == 0
+    return args, out / "scaling"
+
+
+def test_every_size_is_scored_on_the_same_eval_reviews(scaled):
+    _, out = scaled
+    small, large = (load_results(out / f"n{n}") for n in (16, 32))
+    assert small["eval_indices"] == large["eval_indices"]
+    assert (small["config"]["train_size"], large["config"]["train_size"]) == (16, 32)
+    assert set(small["runs"]) == set(large["runs"]) == {"lora", "full"}
+
+
+def test_the_summary_has_a_point_per_variant_and_size_and_a_figure(scaled):
+    _, out = scaled
+    summary = json.loads((out / "summary.json").read_text())
+    points = {(p["variant"], p["train_size"]) for p in summary["points"]}
+    assert points == {(v, n) for v in ("lora", "full") for n in (16, 32)}
+    assert all(p["train_minutes"] > 0 for p in summary["points"])
+    assert [c["train_size"] for c in summary["comparisons"]] == [16, 32]
+    assert summary["budget"]["max_length"] == 32
+    assert summary["finding"].startswith("The curves")
+    assert (out / "scaling.png").stat().st_size > 0
+    table = scaling_table(summary)
+    assert list(table.index) == [16, 32]
+    assert table.loc[32, "LoRA - full (points)"].startswith(("+", "-"))
+
+
+def test_resume_keeps_finished_sizes(scaled, capsys):
+    args, out = scaled
+    before = (out / "n16" / "results.json").read_text()
+    assert cli.main([*args, "--resume"]) == 0
+    assert "16 training reviews: done before, kept" in capsys.readouterr().out
+    assert (out / "n16" / "results.json").read_text() == before
+
+
+def test_run_takes_a_variant_list(tiny_model_dir, synthetic_data_dir, tmp_path):
+    out = tmp_path / "lora-only"
+    args = ["run", "--model", str(tiny_model_dir), "--data", str(synthetic_data_dir)]
+    args += ["--preset", "smoke", "--max-length", "32", "--precision", "fp32"]
+    assert cli.main([*args, "--variants", "lora", "--output-dir", str(out)]) == 0
+    assert list(load_results(out)["runs"]) == ["lora"]
+    with pytest.raises(SystemExit):
+        cli.main([*args, "--variants", "lora,nope", "--output-dir", str(tmp_path / "x")])
