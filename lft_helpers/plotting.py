@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -298,8 +299,6 @@ def plot_methods_pareto(summary: dict, path: str | Path):
     through the methods nothing beats on both. One colour and marker per method, named in the
     legend below (labels beside crowded points would overlap); methods without a result are
     named under it."""
-    from matplotlib.ticker import NullFormatter
-
     plt = _pyplot()
     rows = [r for r in summary["rows"] if r.get("accuracy_mean") is not None]
     fig, axes = plt.subplots(1, 2, figsize=(11, 5.6), sharey=True)
@@ -328,7 +327,7 @@ def plot_methods_pareto(summary: dict, path: str | Path):
         if front:
             ax.step(*zip(*front, strict=True), where="post", color="gray", lw=1, ls="--")
         ax.set_xscale("log")
-        ax.xaxis.set_minor_formatter(NullFormatter())
+        label_log_axis(ax, [x for x, _ in points])
         ax.margins(x=0.1, y=0.1)
         ax.set_xlabel(xlabel)
     axes[0].set_ylabel("accuracy on eval reviews (mean ± sd over seeds)")
@@ -337,24 +336,41 @@ def plot_methods_pareto(summary: dict, path: str | Path):
     missing = [r["label"] for r in summary["rows"] if r.get("accuracy_mean") is None]
     if missing:
         fig.text(0.01, 0.005, f"No result (see the table): {', '.join(missing)}", fontsize=8)
-    fig.suptitle(f"{methods_headline(summary)}\n{suite_budget_note(summary)}", fontsize=9)
+    title = f"{methods_headline(summary)}\n{suite_budget_note(summary)}"
+    fig.suptitle(wrap_title(title), fontsize=9)
     fig.tight_layout(rect=(0, 0.04 + 0.03 * ((len(rows) + 3) // 4), 1, 1))  # room for the legend
     fig.savefig(Path(path), dpi=110)
     return fig
 
 
+def wrap_title(text: str, width: int = 120) -> str:
+    """A figure title broken into lines that fit an 11-inch figure at font size 9."""
+    return "\n".join(textwrap.fill(line, width) for line in text.splitlines())
+
+
 def plain_tick(value: float, _position=None) -> str:
-    """Log-axis ticks as people write numbers: 1,000 and 0.5, not 10^3 and 5x10^-1."""
+    """Log-axis ticks as people write numbers: 1,000, 0.5 and 10M, not 10^3, 5x10^-1, 10^7."""
+    if value >= 1e6:
+        return f"{value / 1e6:g}M"
     return f"{value:,.0f}" if value >= 1 else f"{value:g}"
+
+
+def label_log_axis(ax, values) -> None:
+    """Readable ticks on a log x axis: plain numbers, and the in-between ticks labelled too
+    when the values span less than a decade (else the axis could show no number at all)."""
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+
+    ax.xaxis.set_major_formatter(FuncFormatter(plain_tick))
+    values = [v for v in values if v and v > 0]
+    narrow = bool(values) and max(values) / min(values) < 10
+    ax.xaxis.set_minor_formatter(FuncFormatter(plain_tick) if narrow else NullFormatter())
+    if narrow:
+        ax.tick_params(axis="x", which="minor", labelsize=8)
 
 
 def plot_scaling(summary: dict, path: str | Path):
     """Data scaling: accuracy (95% CI) against training reviews and against training minutes on
     the machine that ran it, one line per variant, both x axes log scale."""
-    import textwrap
-
-    from matplotlib.ticker import FuncFormatter, NullFormatter
-
     plt = _pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.6), sharey=True)
     panels = (
@@ -377,15 +393,16 @@ def plot_scaling(summary: dict, path: str | Path):
             color = COLORS.get(name)
             ax.errorbar(x, y, yerr=spread, fmt="o-", capsize=3, ms=5, color=color, label=label)
         ax.set_xscale("log")
-        ax.xaxis.set_minor_formatter(NullFormatter())
-        ax.xaxis.set_major_formatter(FuncFormatter(plain_tick))
         if key == "train_size":  # every size measured gets its tick, and only those
+            label_log_axis(ax, [])
             ax.set_xticks(sorted({p["train_size"] for p in summary["points"]}))
+        else:
+            label_log_axis(ax, [p[key] for p in summary["points"]])
         ax.margins(x=0.08, y=0.08)
         ax.set_xlabel(xlabel)
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("accuracy on the same eval reviews (95% CI)")
     axes[0].legend(fontsize=8, loc="lower right")
-    finding = textwrap.fill(summary["finding"], 130)
-    fig.suptitle(f"{finding}\n{scaling_note(summary)}", fontsize=9)
+    title = f"{summary['finding']}\n{scaling_note(summary)}"
+    fig.suptitle(wrap_title(title), fontsize=9)
     return _save(fig, path)

@@ -106,3 +106,33 @@ def test_run_takes_a_variant_list(tiny_model_dir, synthetic_data_dir, tmp_path):
     assert list(load_results(out)["runs"]) == ["lora"]
     with pytest.raises(SystemExit):
         cli.main([*args, "--variants", "lora,nope", "--output-dir", str(tmp_path / "x")])
+
+
+def test_the_time_axis_has_numbers_even_within_one_decade(tmp_path):
+    from lft_helpers.plotting import plain_tick, plot_scaling
+
+    assert [plain_tick(v) for v in (0.5, 1000, 2e7)] == ["0.5", "1,000", "20M"]
+    points = [
+        {"variant": v, "train_size": n, "accuracy": a, "accuracy_ci": [a - 0.02, a + 0.02]}
+        | {"train_minutes": t}
+        for v, n, a, t in [
+            ("lora", 500, 0.7, 1.5),
+            ("lora", 1000, 0.8, 3.0),
+            ("full", 500, 0.72, 2.0),
+            ("full", 1000, 0.82, 4.0),
+        ]
+    ]
+    summary = {
+        "points": points,
+        "variants": ["lora", "full"],
+        "finding": "The curves never separate: tie within the noise at 500 to 1,000 reviews.",
+        "budget": {"epochs": 1.0, "max_length": 128, "eval_size": 2000},
+        "model_label": "tiny",
+        "environment": {"cpu": "a CPU", "cpu_count": 2, "torch_threads": 2},
+    }
+    fig = plot_scaling(summary, tmp_path / "scaling.png")
+    fig.canvas.draw()
+    sizes_ax, time_ax = fig.axes
+    shown = {t.get_text() for t in time_ax.get_xticklabels(minor=True) if t.get_text()}
+    assert {"2", "3"} <= shown
+    assert [t.get_text() for t in sizes_ax.get_xticklabels()] == ["500", "1,000"]
