@@ -12,7 +12,7 @@ from pathlib import Path
 
 from .config import Config, describe_default, make_config
 from .errors import LFTError
-from .flags import add_dataclass_flags, values_from_args
+from .flags import add_dataclass_flags, names_parser, values_from_args
 from .runtime import is_main_process
 from .specs import VARIANTS
 
@@ -198,14 +198,7 @@ def add_variants_flag(parser: argparse.ArgumentParser, default) -> None:
     )
 
 
-def parse_variants(text: str) -> tuple[str, ...]:
-    names = tuple(n.strip() for n in text.split(",") if n.strip())
-    unknown = [n for n in names if n not in VARIANTS]
-    if not names or unknown:
-        raise argparse.ArgumentTypeError(
-            f"`{text}`: give variants from {', '.join(VARIANTS)}, separated by commas"
-        )
-    return names
+parse_variants = names_parser(VARIANTS, "variant(s)")
 
 
 def parse_ranks(text: str) -> tuple[int, ...]:

@@ -131,3 +131,19 @@ def values_from_args(cls, args: argparse.Namespace) -> dict:
             value = tuple(value)
         given[field.name] = value
     return given
+
+
+def names_parser(known, what: str):
+    """An argparse `type` for a comma-separated list of `known` names (`what` names them in
+    the error): each name once given, in the order given."""
+
+    def parse(text: str) -> tuple[str, ...]:
+        names = tuple(n.strip() for n in text.split(",") if n.strip())
+        unknown = [n for n in names if n not in known]
+        if not names or unknown:
+            raise argparse.ArgumentTypeError(
+                f"`{text}`: unknown {what} {unknown}; choose from {', '.join(known)}"
+            )
+        return names
+
+    return parse

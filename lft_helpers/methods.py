@@ -46,6 +46,7 @@ from .config import PRESETS, Config
 from .errors import LFTError, first_line
 from .evaluation import accuracy_interval
 from .experiment import fit_spec, save_trained
+from .flags import names_parser
 from .hub import is_local, readable_path
 from .modeling import check_model, describe_model
 from .pipeline import changed_settings, prepare_data, run_labels, score_model
@@ -622,14 +623,7 @@ def write_summary(suite: Suite, context: dict, *, complete: bool) -> dict:
 # --- Command-line flags (the `methods` command; cli.cmd_methods runs it) ------------------------
 
 
-def parse_methods(text: str) -> tuple[str, ...]:
-    names = tuple(n.strip() for n in text.split(",") if n.strip())
-    unknown = [n for n in names if n not in METHODS]
-    if not names or unknown:
-        raise argparse.ArgumentTypeError(
-            f"`{text}`: unknown method(s) {unknown}; choose from {', '.join(METHODS)}"
-        )
-    return names
+parse_methods = names_parser(METHODS, "method(s)")
 
 
 def parse_seeds(text: str) -> int:
