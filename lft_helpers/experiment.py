@@ -233,6 +233,15 @@ def finished_results(output_dir: str | Path) -> dict | None:
     return results if results.get("complete") else None
 
 
+def kept_results(config: Config, *, resume: bool) -> dict | None:
+    """With --resume, the finished results in `config.output_dir`, checked to have run with
+    `config`'s settings (else the resume is refused); None when there is nothing to keep."""
+    kept = finished_results(config.output_dir) if resume else None
+    if kept is not None:
+        check_resume_config(config.output_dir, config)
+    return kept
+
+
 def seed_dir(output_dir: str | Path, seed: int) -> Path:
     """Where a further training seed's run goes: `<output_dir>/seeds/seed<k>`."""
     return Path(output_dir) / "seeds" / f"seed{seed}"
@@ -268,9 +277,8 @@ def run_seeded(
         first = seed == config.seed
         out = Path(config.output_dir) if first else seed_dir(config.output_dir, seed)
         seeded = config.replace(seed=seed, output_dir=str(out))
-        kept = finished_results(out) if resume else None
+        kept = kept_results(seeded, resume=resume)
         if kept is not None:
-            check_resume_config(out, seeded)  # kept only if it ran with these settings
             which = f"Seed {seed}: finished" if seeds > 1 else "Finished"
             log(f"{which} before, kept ({out / RESULTS})")
             runs.append(kept)

@@ -12,8 +12,7 @@ from pathlib import Path
 
 from .config import Config
 from .errors import LFTError
-from .experiment import finished_results, run_experiment
-from .pipeline import check_resume_config
+from .experiment import kept_results, run_experiment
 from .reporting import (
     compare_runs,
     evidence,
@@ -40,8 +39,8 @@ def scaling_plan(config: Config, sizes=None, **overrides) -> tuple[tuple[int, ..
     """The sizes and the config every size shares: the preset's scaling budget, with
     `overrides` (None = not given) and `sizes` winning; results go to `<output_dir>/scaling`."""
     budget = dict(SCALING_BUDGETS.get(config.preset, SCALING_BUDGETS["cpu"]))
-    chosen = tuple(sizes or budget.pop("sizes"))
-    budget.pop("sizes", None)
+    default_sizes = budget.pop("sizes")
+    chosen = tuple(sizes or default_sizes)
     budget.update({k: v for k, v in overrides.items() if v is not None})
     unknown = sorted(set(budget) - set(HELD_FIELDS))
     if unknown:
@@ -77,9 +76,8 @@ def run_scaling(
     results = {}
     for size in chosen:
         run_config = shared.replace(train_size=size, output_dir=str(size_dir(shared, size)))
-        kept = finished_results(run_config.output_dir) if resume else None
+        kept = kept_results(run_config, resume=resume)
         if kept is not None:
-            check_resume_config(run_config.output_dir, run_config)
             log(f"{size:,} training reviews: done before, kept ({run_config.output_dir})")
             results[size] = kept
             continue
