@@ -8,9 +8,10 @@ import os
 import shlex
 import signal
 import sys
+import time
 from pathlib import Path
 
-from .config import Config, describe_default, make_config
+from .config import PRECISIONS, Config, describe_default, make_config
 from .errors import LFTError
 from .flags import add_dataclass_flags, names_parser, values_from_args
 from .runtime import is_main_process
@@ -76,6 +77,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=parse_ranks,
         help="comma-separated training sizes (default 500,1000,2000,5000,10000,24000)",
     )
+    scaling.add_argument(
+        "--full-test-reviews",
+        type=int,
+        help="score the largest size once more on this many test reviews (0: not; default: "
+        "smoke 0, cpu and full 24800, every test review that does not repeat a train review)",
+    )
     add_variants_flag(scaling, ("lora", "full"))
     from .methods import add_methods_flags
 
@@ -109,6 +116,18 @@ def build_parser() -> argparse.ArgumentParser:
             help="head-only vs head+tail truncation, scored with a finished run's saved adapter "
             "on its own eval reviews (<run_dir>/truncation.json)",
         )
+    )
+    rescore = sub.add_parser(
+        "rescore",
+        help="reload a finished run's saved LoRA adapter with plain PEFT and score it on the "
+        "run's own eval reviews: the same accuracy? (<run_dir>/rescore.json)",
+    )
+    rescore.add_argument("run_dir", help="a finished run's --output-dir (results.json, adapter/)")
+    rescore.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="auto",
+        help="inference precision (default: auto, as the run scored)",
     )
     return parser
 
@@ -237,10 +256,17 @@ def cmd_sweep(args) -> int:
     return 0
 
 
-def cmd_scaling(args) -> int:
+def cmd_scaling(args, argv) -> int:
+    from .pipeline import without_resume_flags
     from .plotting import plot_scaling
     from .reporting import format_table
-    from .scaling import HELD_FIELDS, run_scaling, scaling_plan, scaling_table
+    from .scaling import (
+        HELD_FIELDS,
+        full_test_finding,
+        run_scaling,
+        scaling_plan,
+        scaling_table,
+    )
 
     config = config_from_args(args)
     held = {name: getattr(args, name) for name in HELD_FIELDS}  # flags given win over the budget
@@ -251,6 +277,8 @@ def cmd_scaling(args) -> int:
         log=_log,
         resume=args.resume,
         overwrite=args.overwrite,
+        full_test_reviews=args.full_test_reviews,
+        command=shlex.join(["python", "-m", "lft_helpers", *without_resume_flags(argv)]),
         **held,
     )
     if not is_main_process():
@@ -259,6 +287,8 @@ def cmd_scaling(args) -> int:
     plot_scaling(summary, out / "scaling.png")
     print(format_table(scaling_table(summary)))
     print(summary["finding"])
+    if summary.get("full_test"):
+        print(full_test_finding(summary))
     print(f"Results in {out}: summary.json, scaling.png and n<size>/results.json")
     return 0
 
@@ -332,6 +362,20 @@ def cmd_truncation(args) -> int:
     return 0
 
 
+def cmd_rescore(args) -> int:
+    from .long_reviews import load_finished_run
+    from .reporting import write_json_atomic
+    from .shipping import check_rescore, describe_rescore
+
+    load_finished_run(args.run_dir)  # one clear error for a folder without results or adapter
+    check = check_rescore(args.run_dir, args.precision)
+    target = Path(args.run_dir) / "rescore.json"
+    write_json_atomic(check, target)
+    print(describe_rescore(check))
+    print(f"Written to {target}")
+    return 0 if check["same_accuracy"] else 1
+
+
 def _log(message: str) -> None:
     if is_main_process():
         print(message, flush=True)
@@ -342,6 +386,7 @@ def main(argv=None) -> int:
 
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     argv = sys.argv[1:] if argv is None else list(argv)
+    started = time.time()  # what an interrupted --overwrite run wrote is newer than this
     args = build_parser().parse_args(argv)
     try:
         with sigterm_as_interrupt():
@@ -353,7 +398,7 @@ def main(argv=None) -> int:
                     write_compare_figures(config_from_args(args).output_dir)
                 return code
             if args.command == "scaling":
-                return cmd_scaling(args)
+                return cmd_scaling(args, argv)
             if args.command == "sweep":
                 return cmd_sweep(args)
             if args.command == "methods":
@@ -366,6 +411,8 @@ def main(argv=None) -> int:
                 return cmd_bench(args)
             if args.command == "truncation":
                 return cmd_truncation(args)
+            if args.command == "rescore":
+                return cmd_rescore(args)
             if args.command == "prepare-imdb":
                 from .prepare_imdb import cmd_prepare_imdb
 
@@ -388,6 +435,6 @@ def main(argv=None) -> int:
 
                 folder = scaling_plan(config_from_args(args), args.sizes)[1].output_dir
         if is_main_process():
-            print(interrupted_message(signum, folder, argv), file=sys.stderr)
+            print(interrupted_message(signum, folder, argv, started), file=sys.stderr)
         return 128 + signum  # the shell's convention: 130 for SIGINT, 143 for SIGTERM
     return 1

@@ -140,6 +140,13 @@ class Config:
     def replace(self, **changes) -> Config:
         return dataclasses.replace(self, **changes)
 
+    @classmethod
+    def from_dict(cls, values: dict) -> Config:
+        """The Config a results file recorded; fields it predates take their defaults, and
+        fields since dropped are ignored."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in known})
+
 
 def describe_default(name: str, default) -> str | None:
     """A field's default as --help shows it: per preset where the presets differ."""

@@ -17,6 +17,7 @@ import numpy as np
 
 from .config import Config
 from .errors import LFTError, first_line
+from .hub import readable_path
 
 # Spelled-out labels accepted in a label column (compared lower-case, stripped).
 LABEL_WORDS = {"0": 0, "1": 1, "neg": 0, "pos": 1, "negative": 0, "positive": 1}
@@ -111,7 +112,8 @@ def drop_empty_texts(dataset, source: str, column: str):
             f"in column `{column}` (over {MAX_DROPPED_SHARE:.0%}). Fix the file, or pass "
             "--text-column if the reviews are in another column."
         )
-    note = f"  dropped {dropped} of {len(texts)} rows with empty or missing text from `{source}`"
+    shown = readable_path(source) if Path(source).exists() else source  # a file, or a Hub split
+    note = f"  dropped {dropped} of {len(texts)} rows with empty or missing text from `{shown}`"
     return dataset.select(keep), note
 
 

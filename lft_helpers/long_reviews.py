@@ -7,7 +7,6 @@ paired (McNemar) test on the reviews only one strategy gets right isolates the t
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 from pathlib import Path
 
@@ -19,18 +18,13 @@ from .data import load_imdb, token_lengths, tokenize_dataset
 from .errors import LFTError
 from .evaluation import accuracy_interval, compute_metrics, predict_logits
 from .modeling import check_max_length
+from .pipeline import PARTIAL
 from .reporting import collect_environment, load_results
 from .shipping import load_adapter
 from .specs import VARIANT_SPECS
 
 STRATEGIES = ("head", "head+tail")
 SIGNIFICANCE = 0.05
-
-
-def run_config(results: dict) -> Config:
-    """The Config a results file was written with (fields it predates take their defaults)."""
-    known = {f.name for f in dataclasses.fields(Config)}
-    return Config(**{k: v for k, v in results["config"].items() if k in known})
 
 
 def load_finished_run(run_dir: str | Path) -> tuple[dict, Path]:
@@ -47,6 +41,12 @@ def load_finished_run(run_dir: str | Path) -> tuple[dict, Path]:
         raise LFTError(
             f"Cannot read a finished run in `{run_dir}` ({why}). Pass the --output-dir of a "
             "completed `python -m lft_helpers run` or `compare`."
+        )
+    if (run_dir / PARTIAL).is_file():
+        raise LFTError(
+            f"Run `{run_dir}` holds the progress file of a later run that was stopped "
+            f"({PARTIAL}): the saved adapter may be that run's, not the one results.json "
+            "describes. Finish the later run with its --resume command, then try again."
         )
     if not (adapter / "adapter_config.json").is_file():
         raise LFTError(
@@ -89,7 +89,7 @@ def compare_truncation(
     leading tokens (default: the run's setting). `precision` defaults to the run's, so the
     strategy the run used reproduces its recorded accuracy."""
     results, adapter = load_finished_run(run_dir)
-    recorded = run_config(results)
+    recorded = Config.from_dict(results["config"])
     # Validating through Config names the flag at fault (--head-tokens, --max-length).
     config = recorded.replace(
         max_length=max_length or recorded.max_length,

@@ -239,8 +239,9 @@ def check_resume_config(output_dir: str | Path, config: Config) -> None:
         )
 
 
-def latest_checkpoint(output_dir: str | Path) -> Path | None:
-    """The checkpoint written last under `output_dir` (any variant or sweep run), if complete.
+def latest_checkpoint(output_dir: str | Path, since: float = 0.0) -> Path | None:
+    """The checkpoint written last under `output_dir` (any variant or sweep run), if complete
+    and written after `since` (a time.time() value).
 
     The Trainer writes trainer_state.json last, so a checkpoint without a readable one was cut
     short and is skipped (as `--resume` skips it).
@@ -252,8 +253,18 @@ def latest_checkpoint(output_dir: str | Path) -> Path | None:
             json.loads(state.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             continue
-        complete.append((state.stat().st_mtime, folder))
+        if state.stat().st_mtime >= since:
+            complete.append((state.stat().st_mtime, folder))
     return max(complete)[1] if complete else None
+
+
+def saved_since(output_dir: str | Path, since: float) -> bool:
+    """Whether anything a run keeps (results, progress, checkpoints) was written under
+    `output_dir` after `since`."""
+    kept = (RESULTS, PARTIAL, "trainer_state.json")
+    return any(
+        p.stat().st_mtime >= since for name in kept for p in Path(output_dir).glob(f"**/{name}")
+    )
 
 
 def python_command() -> str:
@@ -279,12 +290,24 @@ def without_resume_flags(argv) -> list[str]:
     return [a for a in argv if a not in ("--overwrite", "--resume")]
 
 
-def interrupted_message(signum: int, output_dir, argv) -> str:
-    """One line for a run stopped by a signal: where its latest checkpoint is, how to go on."""
+def interrupted_message(signum: int, output_dir, argv, started: float = 0.0) -> str:
+    """One line for a run stopped by a signal: where its latest checkpoint is, how to go on.
+
+    An --overwrite run (begun at `started`, a time.time() value) stopped before it saved
+    anything has not replaced the old run yet: its files are the old run's, so a --resume
+    would continue or keep that run, and the way on is the same command again.
+    """
     name = signal.Signals(signum).name
     if output_dir is None:  # not a training command: nothing to continue
         return f"Interrupted by {name}."
-    checkpoint = latest_checkpoint(output_dir)
+    overwriting = "--overwrite" in argv and "--resume" not in argv
+    if overwriting and not saved_since(output_dir, started):
+        again = shlex.join([*shlex.split(python_command()), "-m", "lft_helpers", *argv])
+        return (
+            f"Interrupted by {name} before this run saved anything: {readable_path(output_dir)} "
+            f"still holds the previous run. Start again with: {again}"
+        )
+    checkpoint = latest_checkpoint(output_dir, since=started if overwriting else 0.0)
     where = (
         f"latest complete checkpoint: {readable_path(checkpoint)}"
         if checkpoint

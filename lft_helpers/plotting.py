@@ -392,6 +392,20 @@ def plot_scaling(summary: dict, path: str | Path):
             label = VARIANT_LABELS.get(name, name)
             color = COLORS.get(name)
             ax.errorbar(x, y, yerr=spread, fmt="o-", capsize=3, ms=5, color=color, label=label)
+            full = summary.get("full_test")
+            if key == "train_size" and full and name in full["accuracy"]:
+                acc, (low, high) = full["accuracy"][name], full["accuracy_ci"][name]
+                ax.errorbar(
+                    [full["train_size"]],
+                    [acc],
+                    yerr=[[acc - low], [high - acc]],
+                    fmt="D",
+                    mfc="none",
+                    ms=7,
+                    capsize=3,
+                    color=color,
+                    label=f"{label}, all {full['eval_size']:,} test reviews",
+                )
         ax.set_xscale("log")
         if key == "train_size":  # every size measured gets its tick, and only those
             label_log_axis(ax, [])

@@ -891,8 +891,41 @@ def shipping_finding(reload: dict, merge: dict, speed: dict, evaluated: dict) ->
     return "\n".join(lines)
 
 
-def summary_markdown(results: dict, sweep: dict | None = None) -> str:
-    """The notebook's closing summary, written from the results so it always matches them."""
+def full_data_finding(results: dict, source, rescore: dict | None = None) -> str:
+    """A LoRA run on far more data than the notebook's, loaded rather than run here: where it
+    comes from (file, date, code, hardware), its budget, and what it reached."""
+    cfg, env, lora = results["config"], results["environment"], results["runs"]["lora"]
+    git = env.get("git") or {}
+    code = f", code {git['commit'][:7]}" if git.get("commit") else ""
+    truncation = (
+        f"head+tail truncation ({cfg['head_tokens']} head tokens)"
+        if cfg.get("truncation") == "head+tail"
+        else "head truncation"
+    )
+    text = (
+        f"Loaded from `{source}`, not run in this notebook (written {results['created'][:10]}"
+        f"{code}, on {hardware_phrase(env)}). LoRA r={lora.get('r', cfg['lora_r'])} on "
+        f"{', '.join(lora.get('targets') or cfg['target_modules'] or ['query', 'value'])} of "
+        f"{results['model_label']}, trained on {cfg['train_size']:,} reviews for "
+        f"{_epochs(cfg['epochs'])} at max length {cfg['max_length']} with {truncation}, "
+        f"reached **{lora['accuracy']:.4f}** accuracy (95% CI "
+        f"{format_interval(lora['accuracy_ci'])}) on {_eval_size(results):,} test reviews after "
+        f"{lora['train_runtime_s'] / 60:.1f} minutes of training."
+    )
+    if rescore:
+        same = "the same accuracy" if rescore["same_accuracy"] else "a different accuracy"
+        text += (
+            f" Reloaded from its saved adapter with plain PEFT and scored again on the same "
+            f"reviews ({rescore['created'][:10]}): {rescore['accuracy']:.4f}, {same}."
+        )
+    return text
+
+
+def summary_markdown(
+    results: dict, sweep: dict | None = None, *, full_data: str | None = None
+) -> str:
+    """The notebook's closing summary, written from the results so it always matches them;
+    `full_data` adds the line on a run with more data (`full_data_finding`)."""
     runs = results["runs"]
     lines = [f"- **Setup.** {describe_setup(results)}"]
     if {"baseline", "lora"} <= set(runs):
@@ -918,6 +951,8 @@ def summary_markdown(results: dict, sweep: dict | None = None) -> str:
         )
     if sweep:
         lines.append(f"- **Rank.** {sweep_headline(sweep)}; on a {budget_note(sweep)}.")
+    if full_data:
+        lines.append(f"- **All the data.** {full_data}")
     return "\n".join(lines)
 
 
@@ -1098,15 +1133,15 @@ def suite_budget_note(summary: dict) -> str:
     ).rstrip("; ")
 
 
-def suite_provenance(summary: dict, source) -> str:
-    """Where suite results shown but not run here come from: the file, the command, the date,
-    the hardware and how long the suite took."""
-    command = summary.get("command") or "python -m lft_helpers methods"
+def suite_provenance(summary: dict, source, command="python -m lft_helpers methods") -> str:
+    """Where results shown but not run here come from (a method suite's or a scaling run's
+    summary): the file, the command, the date, the hardware and how long it took."""
+    command = summary.get("command") or command
     took = summary.get("wall_time_s")
     took_text = f", in {took / 60:.0f} minutes" if took else ""
     if took and summary.get("resumed"):
         took_text += " (the part after a --resume)"
-    state = "" if summary.get("complete") else " The suite was stopped before every run finished."
+    state = "" if summary.get("complete") else " It was stopped before every run finished."
     return (
         f"Loaded from `{source}`, not run in this notebook: written by `{command}` on "
         f"{summary['created'][:10]}{took_text}, on {hardware_phrase(summary['environment'])}."

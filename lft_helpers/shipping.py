@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 
 import numpy as np
 
+from .config import Config
 from .data import load_imdb, tokenize_dataset
+from .errors import LFTError
 from .evaluation import compute_metrics, predict_logits
 from .inference import inference_batch_size, prepare_inference_model
 from .labels import LABEL_NAMES
 from .modeling import quiet_peft
-from .reporting import load_results
+from .reporting import collect_environment, load_results
 from .runtime import device_name
+from .specs import Spec
 
 
 def load_adapter(adapter_dir: str | Path):
@@ -33,12 +37,26 @@ def load_adapter(adapter_dir: str | Path):
     return model.eval(), AutoTokenizer.from_pretrained(str(adapter_dir))
 
 
+def load_saved_model(directory: str | Path, spec: Spec):
+    """A saved run's model and tokenizer, ready to score: a PEFT adapter with its head (as
+    `load_adapter`), or a fully fine-tuned model."""
+    if spec.train == "peft":
+        return load_adapter(directory)
+    if spec.train != "full":
+        raise LFTError(
+            f"Spec `{spec.name}` saves only part of a model ({spec.train}); reload the base "
+            "model and its saved weights instead."
+        )
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    model = AutoModelForSequenceClassification.from_pretrained(str(directory))
+    return model.eval(), AutoTokenizer.from_pretrained(str(directory))
+
+
 def rescore_saved_run(output_dir: str | Path, precision: str = "auto") -> dict:
     """Reload `<output_dir>/adapter` and score it on the run's own `eval_indices`."""
-    from .config import Config
-
     results = load_results(output_dir)
-    config = Config(**{**results["config"], "target_modules": results["config"]["target_modules"]})
+    config = Config.from_dict(results["config"])
     model, tokenizer = load_adapter(Path(output_dir) / "adapter")
     test = load_imdb(config)["test"].select(results["eval_indices"])
     encoded = tokenize_dataset(
@@ -50,6 +68,41 @@ def rescore_saved_run(output_dir: str | Path, precision: str = "auto") -> dict:
     )
     logits = predict_logits(model, encoded, tokenizer, config.eval_batch_size, precision)
     return {**compute_metrics(encoded["labels"], logits), "logits": logits}
+
+
+def check_rescore(output_dir: str | Path, precision: str = "auto") -> dict:
+    """`rescore_saved_run` set against what the run recorded: does the saved adapter, reloaded
+    with plain PEFT, give the same accuracy on the same reviews? Probabilities may move in
+    the last digits (another batch order or precision); the accuracy must not."""
+    results = load_results(output_dir)
+    recorded = results["runs"]["lora"]
+    rescored = rescore_saved_run(output_dir, precision)
+    logits = rescored["logits"]
+    shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    probs = shifted[:, 1] / shifted.sum(axis=1)
+    before = np.asarray(recorded["positive_prob"])
+    return {
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "run": results["created"],
+        "eval_reviews": len(results["eval_indices"]),
+        "recorded_accuracy": recorded["accuracy"],
+        "accuracy": round(float(rescored["accuracy"]), 6),
+        "same_accuracy": round(float(rescored["accuracy"]), 6) == recorded["accuracy"],
+        "changed_predictions": int(((probs > 0.5) != (before > 0.5)).sum()),
+        "max_prob_difference": round(float(np.abs(probs - before).max()), 6),
+        "precision": precision,
+        "environment": collect_environment(),
+    }
+
+
+def describe_rescore(check: dict) -> str:
+    verdict = "the same accuracy" if check["same_accuracy"] else "a DIFFERENT accuracy"
+    return (
+        f"Reloaded adapter on the run's {check['eval_reviews']:,} eval reviews: accuracy "
+        f"{check['accuracy']:.6f} against {check['recorded_accuracy']:.6f} recorded, {verdict}; "
+        f"{check['changed_predictions']} predictions changed, probabilities within "
+        f"{check['max_prob_difference']:.2g}."
+    )
 
 
 def predict_texts(model, tokenizer, texts, max_length: int = 512) -> list[dict]:

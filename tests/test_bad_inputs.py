@@ -5,6 +5,7 @@ one stderr line starting `error: `, no traceback, the input named, and nothing t
 """
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from lft_helpers.config import make_config
 from lft_helpers.data import load_imdb
 from lft_helpers.errors import LFTError
 from lft_helpers.experiment import run_experiment
+from lft_helpers.hub import readable_path
 
 
 def run_cli(*args):
@@ -282,11 +284,14 @@ def test_few_empty_texts_are_dropped_and_counted(tmp_path, data_config):
     train = reviews(40)
     train.loc[[3, 8], "text"] = ["   ", None]
     notes = []
-    data = load_imdb(
-        data_config(write_split_files(tmp_path / "d", train, reviews(40))), notes.append
-    )
+    # Given as the relative path that climbs from here to the temporary folder: the note
+    # shows it as a person would read it (absolute here), never as ../../tmp/...
+    directory = os.path.relpath(write_split_files(tmp_path / "d", train, reviews(40)))
+    data = load_imdb(data_config(directory), notes.append)
     assert data["train"].num_rows == 38 and data["test"].num_rows == 40
     assert len(notes) == 1 and "dropped 2 of 40" in notes[0] and "train.parquet" in notes[0]
+    shown = notes[0].split("`")[1]
+    assert shown == readable_path(tmp_path / "d" / "train.parquet") and "../.." not in shown
 
 
 def test_renamed_columns_load_with_flags(tmp_path, data_config):

@@ -157,11 +157,43 @@ def test_sigterm_stops_like_ctrl_c(runs):
 def test_message_without_a_checkpoint_and_for_other_commands(tmp_path):
     (tmp_path / "checkpoints" / "lora" / "checkpoint-3").mkdir(parents=True)  # cut short
     assert latest_checkpoint(tmp_path) is None
-    argv = ["run", "--output-dir", str(tmp_path), "--overwrite"]
+    argv = ["run", "--output-dir", str(tmp_path)]
     line = interrupted_message(signal.SIGINT, tmp_path, argv)
     assert line.startswith("Interrupted by SIGINT; no complete checkpoint yet (--save-steps N")
     assert line.endswith(f"-m lft_helpers run --output-dir {tmp_path} --resume")
     assert interrupted_message(signal.SIGTERM, None, ["report", "x"]) == "Interrupted by SIGTERM."
+
+
+def old_run(folder):
+    """A finished run's files, written an hour before the interrupted run began."""
+    checkpoint = folder / "checkpoints" / "lora" / "checkpoint-8"
+    checkpoint.mkdir(parents=True)
+    (checkpoint / "trainer_state.json").write_text("{}")
+    (folder / "results.json").write_text('{"complete": true}')
+    hour_ago = time.time() - 3600
+    for path in (checkpoint / "trainer_state.json", folder / "results.json"):
+        os.utime(path, (hour_ago, hour_ago))
+    return checkpoint
+
+
+def test_an_overwrite_stopped_before_it_saved_anything_says_to_start_again(tmp_path):
+    """Its files are the old run's: a --resume would keep or continue that run instead."""
+    old_run(tmp_path)
+    argv = ["run", "--output-dir", str(tmp_path), "--overwrite"]
+    line = interrupted_message(signal.SIGINT, tmp_path, argv, started=time.time() - 5)
+    assert line.startswith("Interrupted by SIGINT before this run saved anything: "), line
+    assert "still holds the previous run" in line and "checkpoint-8" not in line
+    assert line.endswith(f"-m lft_helpers run --output-dir {tmp_path} --overwrite")
+
+
+def test_an_overwrite_names_only_its_own_checkpoints(tmp_path):
+    started = time.time() - 5
+    old_run(tmp_path)
+    (tmp_path / "results.partial.json").write_text('{"complete": false}')  # this run's
+    argv = ["run", "--output-dir", str(tmp_path), "--overwrite"]
+    line = interrupted_message(signal.SIGINT, tmp_path, argv, started=started)
+    assert line.startswith("Interrupted by SIGINT; no complete checkpoint yet"), line
+    assert line.endswith(f"-m lft_helpers run --output-dir {tmp_path} --resume")
 
 
 def runs_this_python(program: str) -> bool:

@@ -10,7 +10,7 @@ from lft_helpers import cli
 from lft_helpers.config import make_config
 from lft_helpers.errors import LFTError
 from lft_helpers.reporting import load_results
-from lft_helpers.scaling import scaling_finding, scaling_plan, scaling_table
+from lft_helpers.scaling import full_test_finding, scaling_finding, scaling_plan, scaling_table
 
 
 def test_cpu_plan_holds_everything_but_the_size_and_lets_flags_win():
@@ -63,8 +63,30 @@ def scaled(tiny_model_dir, synthetic_data_dir, tmp_path_factory):
     args = ["scaling", "--model", str(tiny_model_dir), "--data", str(synthetic_data_dir)]
     args += ["--preset", "smoke", "--sizes", "16,32", "--val-size", "8", "--eval-size", "24"]
     args += ["--max-length", "32", "--precision", "fp32", "--output-dir", str(out)]
+    # The full-test scoring draws as many reviews as the eval subset, so it must pick the
+    # same reviews and, from the reloaded models, give the trained models' scores.
+    args += ["--full-test-reviews", "24"]
     assert cli.main(args) == 0
     return args, out / "scaling"
+
+
+def test_the_largest_size_reloaded_from_disk_scores_as_it_did_after_training(scaled):
+    _, out = scaled
+    trained = load_results(out / "n32")
+    rescored = json.loads((out / "n32" / "full_test.json").read_text())
+    assert not (out / "n16" / "full_test.json").exists(), "only the largest size"
+    assert rescored["eval_indices"] == trained["eval_indices"]
+    assert rescored["eval_size"] == 24
+    for name in ("lora", "full"):
+        assert rescored["runs"][name]["accuracy"] == trained["runs"][name]["accuracy"]
+        assert rescored["runs"][name]["positive_prob"] == pytest.approx(
+            trained["runs"][name]["positive_prob"], abs=1e-4
+        )
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["full_test"]["accuracy"]["lora"] == trained["runs"]["lora"]["accuracy"]
+    sentence = full_test_finding(summary)
+    assert sentence.startswith("Trained on 32 reviews and scored on all 24 test reviews: LoRA ")
+    assert "full fine-tuning" in sentence and "McNemar" in sentence
 
 
 def test_every_size_is_scored_on_the_same_eval_reviews(scaled):
@@ -94,7 +116,9 @@ def test_resume_keeps_finished_sizes(scaled, capsys):
     args, out = scaled
     before = (out / "n16" / "results.json").read_text()
     assert cli.main([*args, "--resume"]) == 0
-    assert "16 training reviews: done before, kept" in capsys.readouterr().out
+    said = capsys.readouterr().out
+    assert "16 training reviews: done before, kept" in said
+    assert "32 training reviews on 24 test reviews: kept" in said
     assert (out / "n16" / "results.json").read_text() == before
 
 

@@ -212,3 +212,28 @@ def test_a_head_tail_run_trains_scores_and_rescores_with_head_tail(
     assert report["strategies"]["head+tail"]["eval_loss"] == lora["eval_loss"]
     assert report["strategies"]["head"]["eval_loss"] != lora["eval_loss"]
     assert round(rescore_saved_run(out, precision="fp32")["eval_loss"], 6) == lora["eval_loss"]
+
+
+def test_rescore_command_checks_the_reloaded_adapter_against_the_record(
+    finished_run, tmp_path, capsys
+):
+    copy = tmp_path / "run"
+    shutil.copytree(finished_run, copy)
+    assert cli.main(["rescore", str(copy), "--precision", "fp32"]) == 0
+    check = json.loads((copy / "rescore.json").read_text())
+    recorded = load_results(copy)["runs"]["lora"]
+    assert check["accuracy"] == recorded["accuracy"] and check["same_accuracy"]
+    assert check["changed_predictions"] == 0 and check["max_prob_difference"] < 1e-4
+    assert check["eval_reviews"] == 40
+    assert "the same accuracy" in capsys.readouterr().out
+
+
+def test_a_stopped_later_run_in_the_folder_blocks_rescoring(finished_run, tmp_path, capsys):
+    """Its adapter may have replaced the one results.json describes."""
+    copy = tmp_path / "run"
+    shutil.copytree(finished_run, copy)
+    (copy / "results.partial.json").write_text('{"complete": false}')
+    assert cli.main(["rescore", str(copy)]) == 2
+    assert "progress file of a later run" in capsys.readouterr().err
+    with pytest.raises(LFTError, match="--resume"):
+        compare_truncation(copy)
