@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import os
 import shlex
 import signal
@@ -11,13 +12,67 @@ import sys
 import time
 from pathlib import Path
 
-from .config import PRECISIONS, Config, describe_default, make_config
+from .bench import add_bench_flags, cmd_bench
+from .config import Config, describe_default, make_config
 from .errors import LFTError
+from .experiment import SEEDS, SEEDS_RULE, check_seeds, run_seeded
 from .flags import add_dataclass_flags, names_parser, values_from_args
+from .long_reviews import compare_truncation, describe_truncation, load_finished_run
+from .methods import (
+    CPU_BUDGET_MINUTES,
+    DEFAULT_BUDGET,
+    DEFAULT_OUTPUT_DIR,
+    DEFAULT_SEEDS,
+    METHODS,
+    REPORT,
+    SUITE_BUDGETS,
+    SUMMARY,
+    run_methods,
+    suite_config,
+)
+from .pipeline import (
+    interrupted_message,
+    resume_command,
+    sigterm_as_interrupt,
+    without_resume_flags,
+)
+from .plotting import (
+    plot_accuracy,
+    plot_methods_pareto,
+    plot_params_vs_accuracy,
+    plot_scaling,
+    plot_sweep,
+)
+from .prepare_imdb import add_prepare_flags, cmd_prepare_imdb
+from .reporting import (
+    comparison_table,
+    describe_setup,
+    format_table,
+    load_results,
+    methods_table,
+    seed_table,
+    seeded_lora_full_finding,
+    to_markdown,
+    write_json_atomic,
+)
 from .runtime import is_main_process
-from .specs import VARIANTS
+from .scaling import (
+    HELD_FIELDS,
+    SCALING_BUDGETS,
+    SCALING_SIZES,
+    SCALING_VARIANTS,
+    full_test_finding,
+    run_scaling,
+    scaling_plan,
+    scaling_table,
+)
+from .shipping import check_rescore, describe_rescore
+from .specs import ALL_LINEAR_RANK, SWEEP_RANKS, VARIANTS
+from .sweep import BUDGET_FIELDS, SWEEP_BUDGETS, run_sweep, sweep_config, sweep_table
 
 RUN_VARIANTS = ("baseline", "lora")
+# What each size field of a budget is called in help text, in the order shown.
+SIZE_WORDS = {"train_size": "train", "val_size": "validation", "eval_size": "eval"}
 
 
 def add_config_flags(parser: argparse.ArgumentParser) -> None:
@@ -53,49 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_flags(compare)
     add_variants_flag(compare, VARIANTS)
     add_seeds_flag(compare)
-    sweep = sub.add_parser(
-        "sweep",
-        help="LoRA rank sweep (r=1..32 on query/value, r=8 on all linear layers) on a reduced "
-        "budget (preset cpu: 1,000 train / 1,000 eval reviews, max length 128, 1 epoch); "
-        "results in <output-dir>/sweep",
-    )
-    add_config_flags(sweep)
-    add_seeds_flag(sweep)
-    sweep.add_argument(
-        "--ranks", type=parse_ranks, help="comma-separated LoRA ranks (default 1,2,4,8,16,32)"
-    )
-    scaling = sub.add_parser(
-        "scaling",
-        help="data scaling: LoRA and full fine-tuning at 500 to 24,000 training reviews for the "
-        "same epochs, scored on the same eval reviews (preset cpu: max length 128, 1 epoch, "
-        "2,000 eval reviews, about an hour on 2 cores); results and figure in "
-        "<output-dir>/scaling",
-    )
-    add_config_flags(scaling)
-    scaling.add_argument(
-        "--sizes",
-        type=parse_ranks,
-        help="comma-separated training sizes (default 500,1000,2000,5000,10000,24000)",
-    )
-    scaling.add_argument(
-        "--full-test-reviews",
-        type=int,
-        help="score the largest size once more on this many test reviews (0: not; default: "
-        "smoke 0, cpu and full 24800, every test review that does not repeat a train review)",
-    )
-    add_variants_flag(scaling, ("lora", "full"))
-    from .methods import add_methods_flags
-
-    methods = sub.add_parser(
-        "methods",
-        help="the PEFT method suite: ~15 methods, each at the learning rate its grid picks on "
-        "the validation split, for --seeds seeds on the same data; one file per run in "
-        "<output-dir>/runs (default runs/methods), summary.json, report.md, pareto.png",
-    )
-    add_config_flags(methods)
-    add_methods_flags(methods)
-    from .bench import add_bench_flags
-
+    add_sweep_command(sub)
+    add_scaling_command(sub)
+    add_methods_command(sub)
     bench = sub.add_parser(
         "bench", help="naive vs fast speed, matmul peak, LoRA vs full memory (results/)"
     )
@@ -103,8 +118,6 @@ def build_parser() -> argparse.ArgumentParser:
     report = sub.add_parser("report", help="print the comparison table of a saved results.json")
     report.add_argument("results", help="a results.json, or the folder that holds it")
     report.add_argument("--markdown", action="store_true", help="GitHub markdown table")
-    from .prepare_imdb import add_prepare_flags
-
     add_prepare_flags(
         sub.add_parser(
             "prepare-imdb", help="Stanford's aclImdb_v1.tar.gz -> train/test parquet for --data"
@@ -117,25 +130,139 @@ def build_parser() -> argparse.ArgumentParser:
             "on its own eval reviews (<run_dir>/truncation.json)",
         )
     )
+    add_rescore_command(sub)
+    return parser
+
+
+# --- Help text built from the values it names, so it cannot drift from them -------------------
+
+
+def describe_budget(budget: dict) -> str:
+    """A budget's sizes as help text: '1,200 train / 200 validation / 1,000 eval reviews, max
+    length 128, 1 epoch'; fields the budget does not set are not named."""
+    parts = []
+    sizes = [f"{budget[name]:,} {word}" for name, word in SIZE_WORDS.items() if name in budget]
+    if sizes:
+        parts.append(" / ".join(sizes) + " reviews")
+    if "max_length" in budget:
+        parts.append(f"max length {budget['max_length']}")
+    if "epochs" in budget:
+        epochs = budget["epochs"]
+        parts.append(f"{epochs:g} epoch{'' if epochs == 1 else 's'}")
+    return ", ".join(parts)
+
+
+def per_preset(budgets: dict, name: str, *, show=str) -> str:
+    """A budget field's value for each preset, presets that share one named together:
+    'smoke 0, cpu and full 24800'."""
+    presets_of: dict = {}
+    for preset, budget in budgets.items():
+        presets_of.setdefault(budget[name], []).append(preset)
+    return ", ".join(
+        f"{' and '.join(presets)} {show(value)}" for value, presets in presets_of.items()
+    )
+
+
+def comma_list(values) -> str:
+    """Values as a comma-separated flag takes them: '1,2,4'."""
+    return ",".join(str(v) for v in values)
+
+
+# --- Commands with their own flags --------------------------------------------------------------
+
+
+def add_sweep_command(sub) -> None:
+    sweep = sub.add_parser(
+        "sweep",
+        help=f"LoRA rank sweep (r={min(SWEEP_RANKS)}..{max(SWEEP_RANKS)} on query/value, "
+        f"r={ALL_LINEAR_RANK} on all linear layers) on a reduced budget (preset cpu: "
+        f"{describe_budget(SWEEP_BUDGETS['cpu'])}); results in <output-dir>/sweep",
+    )
+    add_config_flags(sweep)
+    add_seeds_flag(sweep)
+    sweep.add_argument(
+        "--ranks",
+        type=parse_ranks,
+        help=f"comma-separated LoRA ranks (default {comma_list(SWEEP_RANKS)})",
+    )
+
+
+def add_scaling_command(sub) -> None:
+    scaling = sub.add_parser(
+        "scaling",
+        help=f"data scaling: LoRA and full fine-tuning at {min(SCALING_SIZES):,} to "
+        f"{max(SCALING_SIZES):,} training reviews for the same epochs, scored on the same eval "
+        f"reviews (preset cpu: {describe_budget(SCALING_BUDGETS['cpu'])}, about an hour on 2 "
+        "cores); results and figure in <output-dir>/scaling",
+    )
+    add_config_flags(scaling)
+    scaling.add_argument(
+        "--sizes",
+        type=parse_ranks,
+        help="comma-separated training sizes (default: "
+        f"{per_preset(SCALING_BUDGETS, 'sizes', show=comma_list)})",
+    )
+    scaling.add_argument(
+        "--full-test-reviews",
+        type=int,
+        help="score the largest size once more on this many test reviews (0: not; default: "
+        f"{per_preset(SCALING_BUDGETS, 'full_test_reviews')}, every test review that does not "
+        "repeat a train review)",
+    )
+    add_variants_flag(scaling, SCALING_VARIANTS)
+
+
+def add_methods_command(sub) -> None:
+    methods = sub.add_parser(
+        "methods",
+        help=f"the PEFT method suite: {len(METHODS)} methods, each at the learning rate its grid "
+        "picks on the validation split, for --seeds seeds on the same data; one file per run "
+        f"in <output-dir>/runs (default {DEFAULT_OUTPUT_DIR}), {SUMMARY}, {REPORT}, pareto.png",
+    )
+    add_config_flags(methods)
+    methods.add_argument(
+        "--methods",
+        type=parse_methods,
+        help=f"comma-separated methods (default: all): {', '.join(METHODS)}",
+    )
+    add_seeds_flag(
+        methods,
+        default=DEFAULT_SEEDS,
+        help="seeds per method at its chosen learning rate (default %(default)s)",
+    )
+    methods.add_argument(
+        "--budget",
+        choices=list(SUITE_BUDGETS),
+        default=DEFAULT_BUDGET,
+        help="sizes every method runs on: smoke (the smoke preset), cpu "
+        f"({describe_budget(SUITE_BUDGETS['cpu'])}: about {CPU_BUDGET_MINUTES} minutes for the "
+        f"whole suite with {DEFAULT_SEEDS} seeds on a 2-core CPU), config (the preset's and "
+        "flags' sizes); flags given explicitly win (default %(default)s)",
+    )
+
+
+def add_rescore_command(sub) -> None:
     rescore = sub.add_parser(
         "rescore",
         help="reload a finished run's saved LoRA adapter with plain PEFT and score it on the "
         "run's own eval reviews: the same accuracy? (<run_dir>/rescore.json)",
     )
     rescore.add_argument("run_dir", help="a finished run's --output-dir (results.json, adapter/)")
+    precision = config_field("precision")  # the choices and default a run scored with
     rescore.add_argument(
         "--precision",
-        choices=PRECISIONS,
-        default="auto",
-        help="inference precision (default: auto, as the run scored)",
+        choices=precision.metadata["choices"],
+        default=precision.default,
+        help="inference precision (default: %(default)s, as the run scored)",
     )
-    return parser
+
+
+def config_field(name: str) -> dataclasses.Field:
+    return next(field for field in dataclasses.fields(Config) if field.name == name)
 
 
 def cmd_report(args) -> int:
     """Tables are built from results files: any saved run can be shown again."""
-    from .reporting import comparison_table, describe_setup, format_table, load_results, to_markdown
-
     try:
         results = load_results(args.results)
         table = comparison_table(results)
@@ -151,9 +278,6 @@ def cmd_report(args) -> int:
 
 
 def cmd_run(args, variants) -> int:
-    from .experiment import run_seeded
-    from .reporting import comparison_table, format_table
-
     config = config_from_args(args)
     seeded = run_seeded(
         config,
@@ -173,9 +297,6 @@ def cmd_run(args, variants) -> int:
 
 def report_seeds(output_dir, seeds: int) -> None:
     """With several seeds: the spread over them, and where each seed's results went."""
-    from .experiment import SEEDS
-    from .reporting import format_table, load_results, seed_table, seeded_lora_full_finding
-
     if seeds < 2:
         return
     spread = load_results(Path(output_dir) / SEEDS)
@@ -188,24 +309,31 @@ def report_seeds(output_dir, seeds: int) -> None:
 
 def write_compare_figures(output_dir) -> None:
     """Accuracy bars and accuracy against trainable parameters, beside results.json."""
-    from .plotting import plot_accuracy, plot_params_vs_accuracy
-    from .reporting import load_results
-
     results, out = load_results(output_dir), Path(output_dir)
     plot_accuracy(results, out / "accuracy.png")
     plot_params_vs_accuracy(results, out / "params_vs_accuracy.png")
     print(f"Figures written to {out / 'accuracy.png'} and {out / 'params_vs_accuracy.png'}")
 
 
-def add_seeds_flag(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--seeds",
-        type=int,
-        default=1,
-        help="training seeds, from --seed up (default 1); every seed trains on the data --seed "
-        "picks, so runs pair review by review; seeds after the first go to "
-        "<output-dir>/seeds/seed<k>, their spread to seeds.json",
-    )
+def add_seeds_flag(
+    parser: argparse.ArgumentParser,
+    *,
+    default: int = 1,
+    help: str = "training seeds, from --seed up (default %(default)s); every seed trains on the "
+    "data --seed picks, so runs pair review by review; seeds after the first go to "
+    f"<output-dir>/seeds/seed<k>, their spread to {SEEDS}",
+) -> None:
+    """The one --seeds flag; `methods` gives it its own default and help."""
+    parser.add_argument("--seeds", type=parse_seeds, default=default, help=help)
+
+
+def parse_seeds(text: str) -> int:
+    """An argparse `type` for --seeds: the runners' own check, so a bad count stops the command
+    before it starts."""
+    try:
+        return check_seeds(int(text))
+    except (ValueError, LFTError):
+        raise argparse.ArgumentTypeError(f"`{text}`: {SEEDS_RULE}") from None
 
 
 def add_variants_flag(parser: argparse.ArgumentParser, default) -> None:
@@ -218,6 +346,7 @@ def add_variants_flag(parser: argparse.ArgumentParser, default) -> None:
 
 
 parse_variants = names_parser(VARIANTS, "variant(s)")
+parse_methods = names_parser(METHODS, "method(s)")
 
 
 def parse_ranks(text: str) -> tuple[int, ...]:
@@ -231,10 +360,6 @@ def parse_ranks(text: str) -> tuple[int, ...]:
 
 
 def cmd_sweep(args) -> int:
-    from .plotting import plot_sweep
-    from .reporting import format_table
-    from .sweep import BUDGET_FIELDS, run_sweep, sweep_config, sweep_table
-
     config = config_from_args(args)
     # Flags given explicitly win over the sweep's reduced budget.
     budget = {name: getattr(args, name) for name in BUDGET_FIELDS}
@@ -257,17 +382,6 @@ def cmd_sweep(args) -> int:
 
 
 def cmd_scaling(args, argv) -> int:
-    from .pipeline import without_resume_flags
-    from .plotting import plot_scaling
-    from .reporting import format_table
-    from .scaling import (
-        HELD_FIELDS,
-        full_test_finding,
-        run_scaling,
-        scaling_plan,
-        scaling_table,
-    )
-
     config = config_from_args(args)
     held = {name: getattr(args, name) for name in HELD_FIELDS}  # flags given win over the budget
     summary = run_scaling(
@@ -294,29 +408,15 @@ def cmd_scaling(args, argv) -> int:
 
 
 def cmd_methods(args, argv) -> int:
-    from .methods import (
-        DEFAULT_BUDGET,
-        DEFAULT_OUTPUT_DIR,
-        DEFAULT_SEEDS,
-        REPORT,
-        SUMMARY,
-        run_methods,
-        suite_config,
-    )
-    from .pipeline import resume_command, without_resume_flags
-    from .plotting import plot_methods_pareto
-    from .reporting import format_table, methods_table
-
-    budget = args.budget or DEFAULT_BUDGET
     # Flags given explicitly win over the budget; the suite has its own default folder.
     given = {**values_from_args(Config, args), "output_dir": args.output_dir or DEFAULT_OUTPUT_DIR}
-    config = suite_config(config_from_args(args), budget, **given)
+    config = suite_config(config_from_args(args), args.budget, **given)
     try:
         summary = run_methods(
             config,
             args.methods,
-            seeds=args.seeds or DEFAULT_SEEDS,
-            budget=budget,
+            seeds=args.seeds,
+            budget=args.budget,
             log=_log,
             resume=args.resume,
             overwrite=args.overwrite,
@@ -349,9 +449,6 @@ def add_truncation_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_truncation(args) -> int:
-    from .long_reviews import compare_truncation, describe_truncation
-    from .reporting import write_json_atomic
-
     report = compare_truncation(
         args.run_dir, max_length=args.max_length, head_tokens=args.head_tokens
     )
@@ -363,10 +460,6 @@ def cmd_truncation(args) -> int:
 
 
 def cmd_rescore(args) -> int:
-    from .long_reviews import load_finished_run
-    from .reporting import write_json_atomic
-    from .shipping import check_rescore, describe_rescore
-
     load_finished_run(args.run_dir)  # one clear error for a folder without results or adapter
     check = check_rescore(args.run_dir, args.precision)
     target = Path(args.run_dir) / "rescore.json"
@@ -382,8 +475,6 @@ def _log(message: str) -> None:
 
 
 def main(argv=None) -> int:
-    from .pipeline import interrupted_message, sigterm_as_interrupt
-
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     argv = sys.argv[1:] if argv is None else list(argv)
     started = time.time()  # what an interrupted --overwrite run wrote is newer than this
@@ -406,16 +497,12 @@ def main(argv=None) -> int:
             if args.command == "report":
                 return cmd_report(args)
             if args.command == "bench":
-                from .bench import cmd_bench
-
                 return cmd_bench(args)
             if args.command == "truncation":
                 return cmd_truncation(args)
             if args.command == "rescore":
                 return cmd_rescore(args)
             if args.command == "prepare-imdb":
-                from .prepare_imdb import cmd_prepare_imdb
-
                 return cmd_prepare_imdb(args)
     except LFTError as err:
         print(f"error: {' '.join(str(err).splitlines())}", file=sys.stderr)  # always one line
@@ -427,12 +514,8 @@ def main(argv=None) -> int:
             if args.command in ("run", "compare"):
                 folder = config_from_args(args).output_dir
             elif args.command == "sweep":
-                from .sweep import sweep_config
-
                 folder = sweep_config(config_from_args(args)).output_dir
             elif args.command == "scaling":
-                from .scaling import scaling_plan
-
                 folder = scaling_plan(config_from_args(args), args.sizes)[1].output_dir
         if is_main_process():
             print(interrupted_message(signum, folder, argv, started), file=sys.stderr)

@@ -11,7 +11,7 @@ import os
 from dataclasses import dataclass
 
 from .errors import LFTError
-from .flags import option
+from .flags import flag_of, option
 
 DEFAULT_MODEL = "distilbert-base-uncased"
 DEFAULT_DATA = "stanfordnlp/imdb"
@@ -113,8 +113,10 @@ class Config:
     )
     fast_training: bool = option(
         True,
-        "train with the model's dropout and its frozen weights in fp32 (about 2x slower on a "
-        "CPU; default: dropout off, frozen weights in the mixed precision)",
+        "train on the plain path: the model's dropout on, and frozen weights kept in fp32 and "
+        "cast by autocast at every use (default: the fast path, with the model's dropout off, "
+        "or only its attention dropout when every weight trains, and frozen weights held in "
+        "the mixed precision)",
         flag="--plain-training",
     )
     logging_steps: int = option(10, "log the training loss every N steps")
@@ -159,14 +161,9 @@ def describe_default(name: str, default) -> str | None:
     return None if default is None or name in ("preset", "model", "data") else str(default)
 
 
-def flag_name(field_name: str) -> str:
-    """The command-line flag that sets a Config field."""
-    meta = {f.name: f.metadata for f in dataclasses.fields(Config)}.get(field_name, {})
-    return meta.get("flag", "--" + field_name.replace("_", "-"))
-
-
 def _fail(name: str, value, why: str) -> None:
-    raise LFTError(f"Config field `{name}`={value!r} (flag {flag_name(name)}) is invalid: {why}.")
+    flag = flag_of(Config.__dataclass_fields__[name])
+    raise LFTError(f"Config field `{name}`={value!r} (flag {flag}) is invalid: {why}.")
 
 
 def _validate(c: Config) -> None:

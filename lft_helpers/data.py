@@ -243,6 +243,17 @@ def tokenize_dataset(dataset, tokenizer, max_length: int, *, truncation="head", 
     return dataset.map(encode, batched=True, remove_columns=dataset.column_names)
 
 
+def tokenize_as_configured(dataset, tokenizer, config: Config):
+    """`tokenize_dataset` with the run's max length, truncation and head tokens."""
+    return tokenize_dataset(
+        dataset,
+        tokenizer,
+        config.max_length,
+        truncation=config.truncation,
+        head_tokens=config.head_tokens,
+    )
+
+
 def token_lengths(dataset, tokenizer) -> np.ndarray:
     """Untruncated token count of each review (for the length plots and analysis)."""
     # verbose=False: counting long reviews is the point, not a reason to warn.

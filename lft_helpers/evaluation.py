@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 import numpy as np
-from scipy.special import log_softmax
+from scipy.special import log_softmax, softmax
 from scipy.stats import binomtest
 
 from .runtime import autocast, device_name, resolve_precision
@@ -24,6 +24,13 @@ def compute_metrics(labels, logits) -> dict:
         "f1": float(f1_score(labels, preds, zero_division=0)),
         "eval_loss": float(-log_probs[np.arange(len(labels)), labels].mean()),
     }
+
+
+def positive_prob(logits) -> np.ndarray:
+    """Each review's probability of the positive class (label 1), from two-class logits."""
+    # In the logits' own dtype (float32 from `predict_logits`): the probabilities results files
+    # record stay exactly those of earlier runs.
+    return softmax(np.asarray(logits), axis=-1)[:, 1]
 
 
 def batch_order(lengths, batch_size: int, *, sort_by_length: bool) -> list[np.ndarray]:

@@ -6,6 +6,7 @@ is only the list of specs (see `specs`).
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from .config import Config
@@ -242,16 +243,56 @@ def kept_results(config: Config, *, resume: bool) -> dict | None:
     return kept
 
 
+# An --overwrite over several runs' folders (seeds, scaling sizes) marks when it began, so that
+# a later --resume of it keeps only what it wrote, never the older run's results it had not
+# reached yet; the mark goes when the whole command completes.
+OVERWRITE_MARK = "overwrite.json"
+
+
+def mark_overwrite(folder: str | Path, *, overwrite: bool, resume: bool) -> float:
+    """When the --overwrite that `folder` belongs to began (a time.time() value; 0.0 when none
+    is under way); an --overwrite without --resume begins one now."""
+    mark = Path(folder) / OVERWRITE_MARK
+    if overwrite and not resume and is_main_process():
+        mark.parent.mkdir(parents=True, exist_ok=True)
+        write_json_atomic({"began": time.time()}, mark)
+    try:
+        return float(load_results(mark)["began"])
+    except (OSError, ValueError, KeyError):
+        return 0.0
+
+
+def end_overwrite(folder: str | Path) -> None:
+    if is_main_process():
+        (Path(folder) / OVERWRITE_MARK).unlink(missing_ok=True)
+
+
+def stale(folder: str | Path, since: float) -> bool:
+    """Whether an --overwrite that began at `since` has written nothing in `folder` yet: what
+    is there is the older run's, to be replaced rather than kept or continued."""
+    written = [Path(folder) / name for name in (RESULTS, PARTIAL)]
+    return bool(since) and not any(p.is_file() and p.stat().st_mtime >= since for p in written)
+
+
 def seed_dir(output_dir: str | Path, seed: int) -> Path:
     """Where a further training seed's run goes: `<output_dir>/seeds/seed<k>`."""
     return Path(output_dir) / "seeds" / f"seed{seed}"
 
 
+SEEDS_RULE = "give a whole number, 1 or more"
+
+
+def check_seeds(count) -> int:
+    """`count` if it is a number of training seeds, else an LFTError naming --seeds: the one
+    check for the runners and the --seeds flag alike."""
+    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        raise LFTError(f"--seeds {count!r}: {SEEDS_RULE}.")
+    return count
+
+
 def training_seeds(config: Config, count: int) -> list[int]:
     """`count` seeds from the config's own: it picks the data, and trains the first run."""
-    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
-        raise LFTError(f"--seeds {count!r}: give a whole number, 1 or more.")
-    return [config.seed + k for k in range(count)]
+    return [config.seed + k for k in range(check_seeds(count))]
 
 
 def run_seeded(
@@ -273,11 +314,13 @@ def run_seeded(
     seeds also write `<output_dir>/seeds.json` (`reporting.seed_spread`).
     """
     runs = []
+    began = mark_overwrite(config.output_dir, overwrite=overwrite and seeds > 1, resume=resume)
     for seed in training_seeds(config, seeds):
         first = seed == config.seed
         out = Path(config.output_dir) if first else seed_dir(config.output_dir, seed)
         seeded = config.replace(seed=seed, output_dir=str(out))
-        kept = kept_results(seeded, resume=resume)
+        fresh = resume and stale(out, began)  # the older run's: replace it, keep nothing
+        kept = None if fresh else kept_results(seeded, resume=resume)
         if kept is not None:
             which = f"Seed {seed}: finished" if seeds > 1 else "Finished"
             log(f"{which} before, kept ({out / RESULTS})")
@@ -293,12 +336,13 @@ def run_seeded(
                 seeded,
                 specs,
                 log=log,
-                resume=resume,
-                overwrite=overwrite,
+                resume=resume and not fresh,
+                overwrite=overwrite or fresh,
                 prepared=prepared,
                 extra=info or None,
             )
         )
     if len(runs) > 1 and is_main_process():
         write_json_atomic(seed_spread(runs), Path(config.output_dir) / SEEDS)
+    end_overwrite(config.output_dir)
     return runs

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from .analysis import excerpt
+from .evaluation import predict_logits
 from .labels import LABEL_NAMES
 
 
@@ -47,7 +48,5 @@ def length_summary(lengths, max_length: int) -> dict:
 
 def sample_logits(model, dataset, tokenizer, n: int = 16) -> np.ndarray:
     """fp32 logits on the first `n` reviews, for before/after comparisons of one model."""
-    from .evaluation import predict_logits
-
     subset = dataset.select(range(min(n, len(dataset))))
     return predict_logits(model, subset, tokenizer, precision="fp32")

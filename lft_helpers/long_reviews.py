@@ -14,13 +14,13 @@ import numpy as np
 from scipy.stats import binomtest
 
 from .config import Config
-from .data import load_imdb, token_lengths, tokenize_dataset
+from .data import token_lengths
 from .errors import LFTError
-from .evaluation import accuracy_interval, compute_metrics, predict_logits
+from .evaluation import accuracy_interval, compute_metrics
 from .modeling import check_max_length
 from .pipeline import PARTIAL
 from .reporting import collect_environment, load_results
-from .shipping import load_adapter
+from .shipping import load_adapter, saved_eval_reviews, score_reviews
 from .specs import VARIANT_SPECS
 
 STRATEGIES = ("head", "head+tail")
@@ -99,19 +99,12 @@ def compare_truncation(
     )
     model, tokenizer = load_adapter(adapter)
     check_max_length(config, tokenizer)
-    reviews = load_imdb(config)["test"].select(results["eval_indices"])
+    reviews = saved_eval_reviews(results, config)
     labels = np.asarray(reviews["label"])
     long = token_lengths(reviews, tokenizer) > config.max_length
     scores, correct = {}, {}
     for strategy in STRATEGIES:
-        encoded = tokenize_dataset(
-            reviews,
-            tokenizer,
-            config.max_length,
-            truncation=strategy,
-            head_tokens=config.head_tokens,
-        )
-        logits = predict_logits(model, encoded, tokenizer, config.eval_batch_size, config.precision)
+        logits = score_reviews(model, tokenizer, reviews, config.replace(truncation=strategy))
         correct[strategy] = logits.argmax(-1) == labels
         metrics = compute_metrics(labels, logits)
         scores[strategy] = {

@@ -29,7 +29,6 @@ why; --resume tries it again.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import dataclasses
 import datetime as dt
@@ -45,8 +44,7 @@ import numpy as np
 from .config import PRESETS, Config
 from .errors import LFTError, first_line
 from .evaluation import accuracy_interval
-from .experiment import fit_spec, save_trained
-from .flags import names_parser
+from .experiment import check_seeds, fit_spec, save_trained
 from .hub import is_local, readable_path
 from .modeling import check_model, describe_model
 from .pipeline import changed_settings, prepare_data, run_labels, score_model
@@ -92,6 +90,7 @@ DATA_FIELDS = (
 # a mean ~28 reviews/s = ~50 min; scoring validation and eval reviews after each run (1,200 at
 # ~140/s) ~10 min; loading, saving and the probe's embeddings ~5 min: about 65 minutes, with
 # headroom under the issue's 90 for a shared CPU. --train-size 1500 gives ~78 minutes.
+CPU_BUDGET_MINUTES = 65  # the estimate above, for `methods --help`
 SUITE_BUDGETS = {
     "smoke": dict(PRESETS["smoke"]),
     "cpu": dict(train_size=1200, val_size=200, eval_size=1000, max_length=128, epochs=1.0),
@@ -462,8 +461,7 @@ def run_methods(
     """
     started = time.perf_counter()
     methods = resolve_methods(methods)
-    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
-        raise LFTError(f"--seeds {seeds!r}: give a whole number, 1 or more.")
+    check_seeds(seeds)
     if config.val_size == 0:
         raise LFTError(
             "The method suite picks each learning rate on the validation split: pass "
@@ -618,41 +616,3 @@ def write_summary(suite: Suite, context: dict, *, complete: bool) -> dict:
         write_json_atomic(summary, suite.out / SUMMARY)
         (suite.out / REPORT).write_text(methods_markdown(summary) + "\n", encoding="utf-8")
     return summary
-
-
-# --- Command-line flags (the `methods` command; cli.cmd_methods runs it) ------------------------
-
-
-parse_methods = names_parser(METHODS, "method(s)")
-
-
-def parse_seeds(text: str) -> int:
-    try:
-        seeds = int(text)
-    except ValueError:
-        seeds = 0
-    if seeds < 1:
-        raise argparse.ArgumentTypeError(f"`{text}`: give a whole number, 1 or more")
-    return seeds
-
-
-def add_methods_flags(parser: argparse.ArgumentParser) -> None:
-    """The suite's own flags; the config's come from `cli.add_config_flags`."""
-    parser.add_argument(
-        "--methods",
-        type=parse_methods,
-        help=f"comma-separated methods (default: all): {', '.join(METHODS)}",
-    )
-    parser.add_argument(
-        "--seeds",
-        type=parse_seeds,
-        help=f"seeds per method at its chosen learning rate (default {DEFAULT_SEEDS})",
-    )
-    parser.add_argument(
-        "--budget",
-        choices=list(SUITE_BUDGETS),
-        help="sizes every method runs on: smoke (the smoke preset), cpu (1,200 train / 200 "
-        "validation / 1,000 eval reviews, max length 128, 1 epoch: about 65 minutes for the "
-        "whole suite with 3 seeds on a 2-core CPU), config (the preset's and flags' sizes); "
-        f"flags given explicitly win (default {DEFAULT_BUDGET})",
-    )

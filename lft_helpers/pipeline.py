@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 
 from .config import Config
-from .data import describe_overlap, load_imdb, select_subsets, tokenize_dataset
+from .data import describe_overlap, load_imdb, select_subsets, tokenize_as_configured
 from .errors import LFTError, RunInterrupted
-from .evaluation import accuracy_interval, confusion, evaluate_model
+from .evaluation import accuracy_interval, confusion, evaluate_model, positive_prob
 from .hub import display_name, is_local, readable_path
 from .modeling import (
     check_max_length,
@@ -58,13 +58,7 @@ class Prepared:
 def tokenize_subsets(subsets, tokenizer, config: Config) -> Prepared:
     """Tokenize the train, validation and eval subsets (truncated, padded later per batch)."""
     tok = {
-        split: tokenize_dataset(
-            getattr(subsets, split),
-            tokenizer,
-            config.max_length,
-            truncation=config.truncation,
-            head_tokens=config.head_tokens,
-        )
+        split: tokenize_as_configured(getattr(subsets, split), tokenizer, config)
         for split in ("train", "val", "eval")
     }
     return Prepared(tokenizer, subsets, tok["train"], tok["val"], tok["eval"])
@@ -111,13 +105,12 @@ def score_model(model, prepared: Prepared, config: Config) -> dict:
     )
     metrics, logits = scored["metrics"], scored["logits"]
     labels = np.asarray(prepared.eval["labels"])
-    shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
     return {
         **{k: round(v, 6) if isinstance(v, float) else v for k, v in metrics.items()},
         "accuracy_ci": [round(x, 4) for x in accuracy_interval(metrics["accuracy"], len(labels))],
         **count_parameters(model),
         "confusion_matrix": confusion(labels, logits),
-        "positive_prob": [round(float(p), 5) for p in shifted[:, 1] / shifted.sum(axis=1)],
+        "positive_prob": [round(float(p), 5) for p in positive_prob(logits)],
     }
 
 

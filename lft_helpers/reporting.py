@@ -24,15 +24,15 @@ import numpy as np
 from .analysis import discordant_counts, split_p_value
 from .config import DEFAULT_MODEL
 from .runtime import cpu_name, device_name, gpu_name
+from .specs import VARIANT_SPECS
 
-SCHEMA_VERSION = 1
+# 2: `model_source`, `complete`, `overlap`, `environment.git` and each run's `spec` (and
+# `peft_config` for PEFT runs) came after 1; `report` still reads version 1 files
+# (tests/fixtures/results_v1.json).
+SCHEMA_VERSION = 2
 PACKAGES = ("torch", "transformers", "peft", "datasets", "accelerate", "scikit-learn", "numpy")
-VARIANT_LABELS = {
-    "baseline": "Untrained head (baseline)",
-    "head": "Head only (linear probe)",
-    "lora": "LoRA",
-    "full": "Full fine-tuning",
-}
+# The four-way comparison's names as tables and figures show them, in the specs' order.
+VARIANT_LABELS = {name: spec.label for name, spec in VARIANT_SPECS.items()}
 
 
 def collect_environment() -> dict:
@@ -491,13 +491,22 @@ def environment_lines(env: dict) -> list[str]:
     ]
 
 
-def describe_lengths(summary: dict, max_length: int) -> str:
+def kept_tokens(max_length: int, truncation: str = "head", head_tokens: int = 128) -> str:
+    """Which tokens of a review longer than `max_length` the model reads, in words."""
+    if truncation == "head+tail":
+        return f"its first {head_tokens} and last {max_length - head_tokens} tokens"
+    return f"only its first {max_length} tokens"
+
+
+def describe_lengths(
+    summary: dict, max_length: int, *, truncation: str = "head", head_tokens: int = 128
+) -> str:
     """The token-length summary (`explore.length_summary`) as a sentence."""
     return (
         f"Median review {summary['median_tokens']:,} tokens, 90% of reviews up to "
         f"{summary['p90_tokens']:,}, longest {summary['max_tokens']:,}; "
-        f"{summary['truncated_share']:.0%} are longer than max length {max_length} and the model "
-        f"reads only their first {max_length} tokens."
+        f"{summary['truncated_share']:.0%} are longer than max length {max_length}, and of each "
+        f"the model reads {kept_tokens(max_length, truncation, head_tokens)}."
     )
 
 
@@ -800,7 +809,9 @@ def length_headline(table) -> str:
     return f"Accuracy {verb} from {short:.2f} on the shortest reviews to {long:.2f} on the longest"
 
 
-def length_finding(table, max_length: int) -> str:
+def length_finding(
+    table, max_length: int, *, truncation: str = "head", head_tokens: int = 128
+) -> str:
     """What accuracy by review length shows, with truncation named only where it applies."""
     trend = length_trend(table)
     if trend is None:
@@ -820,7 +831,8 @@ def length_finding(table, max_length: int) -> str:
     text += f": the intervals do not overlap, accuracy {verb} with length."
     if trend["falls"] and truncated:
         text += (
-            f" The model reads only the first {max_length} tokens of those long reviews: "
+            f" Of each of those long reviews the model reads "
+            f"{kept_tokens(max_length, truncation, head_tokens)}: "
             "truncation is a likely cost, and a longer `max_length` (at a higher cost per "
             "review) is the first thing to try."
         )

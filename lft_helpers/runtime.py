@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import platform
 import threading
@@ -17,14 +18,35 @@ def device_name() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def cpu_supports_bf16() -> bool:
-    """bf16 autocast pays off on CPUs with native bf16 (AVX512-BF16 or AMX) only."""
+@functools.cache
+def _cpuinfo() -> str:
+    """/proc/cpuinfo, read once per process ('' where there is none, e.g. not Linux)."""
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as f:
-            flags = f.read()
+            return f.read()
     except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+        return ""
+
+
+def cpuinfo_field(name: str) -> str | None:
+    """The first processor's value of a /proc/cpuinfo field ('model name', 'flags'), or None."""
+    for line in _cpuinfo().splitlines():
+        key, colon, value = line.partition(":")
+        if colon and key.strip() == name:
+            return value.strip()
+    return None
+
+
+@functools.cache
+def cpu_flags() -> frozenset[str]:
+    """The CPU's instruction-set flags (avx2, avx512_bf16, amx_tile, ...); empty where
+    /proc/cpuinfo cannot be read."""
+    return frozenset((cpuinfo_field("flags") or "").split())
+
+
+def cpu_supports_bf16() -> bool:
+    """bf16 autocast pays off on CPUs with native bf16 (AVX512-BF16 or AMX) only."""
+    return bool({"avx512_bf16", "amx_bf16"} & cpu_flags())
 
 
 def gpu_supports_bf16() -> bool:
@@ -69,14 +91,7 @@ def autocast(precision: str):
 
 def cpu_name() -> str:
     """The CPU's model name (psutil does not report it, so /proc/cpuinfo where there is one)."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    return cpuinfo_field("model name") or platform.processor() or platform.machine()
 
 
 def gpu_name() -> str | None:

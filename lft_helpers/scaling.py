@@ -13,7 +13,7 @@ from pathlib import Path
 
 from .config import PRESETS, Config
 from .errors import LFTError
-from .experiment import kept_results, run_experiment
+from .experiment import end_overwrite, kept_results, mark_overwrite, run_experiment, stale
 from .pipeline import prepare_data, score_model
 from .reporting import (
     compare_runs,
@@ -103,16 +103,18 @@ def run_scaling(
         full_test_reviews = budget_of(config)["full_test_reviews"]
     specs = [VARIANT_SPECS[name] for name in variants]
     results, kept_sizes = {}, set()
+    began = mark_overwrite(shared.output_dir, overwrite=overwrite, resume=resume)
     for size in chosen:
         run_config = shared.replace(train_size=size, output_dir=str(size_dir(shared, size)))
-        kept = kept_results(run_config, resume=resume)
+        fresh = resume and stale(run_config.output_dir, began)  # the older run's: replace it
+        kept = None if fresh else kept_results(run_config, resume=resume)
         if kept is not None:
             log(f"{size:,} training reviews: done before, kept ({run_config.output_dir})")
             results[size], kept_sizes = kept, kept_sizes | {size}
             continue
         log(f"{size:,} training reviews:")
         results[size] = run_experiment(
-            run_config, specs, log=log, resume=resume, overwrite=overwrite
+            run_config, specs, log=log, resume=resume and not fresh, overwrite=overwrite or fresh
         )
     full_test = None
     if full_test_reviews:
@@ -128,6 +130,7 @@ def run_scaling(
     summary = summarize_scaling(results, shared, variants, full_test=full_test)
     summary.update(command=command, resumed=resume)
     write_json_atomic(summary, Path(shared.output_dir) / SUMMARY)
+    end_overwrite(shared.output_dir)
     return summary
 
 

@@ -7,10 +7,11 @@ from pathlib import Path
 
 import numpy as np
 
+from .analysis import predicted_labels
 from .config import Config
-from .data import load_imdb, tokenize_dataset
+from .data import load_imdb, tokenize_as_configured
 from .errors import LFTError
-from .evaluation import compute_metrics, predict_logits
+from .evaluation import compute_metrics, evaluate_model, positive_prob, predict_logits
 from .inference import inference_batch_size, prepare_inference_model
 from .labels import LABEL_NAMES
 from .modeling import quiet_peft
@@ -53,21 +54,26 @@ def load_saved_model(directory: str | Path, spec: Spec):
     return model.eval(), AutoTokenizer.from_pretrained(str(directory))
 
 
+def saved_eval_reviews(results: dict, config: Config):
+    """The raw reviews a finished run scored: its data's test split at its `eval_indices`."""
+    return load_imdb(config)["test"].select(results["eval_indices"])
+
+
+def score_reviews(model, tokenizer, reviews, config: Config) -> np.ndarray:
+    """Logits for raw reviews, tokenized and scored as `config` says (max length, truncation
+    and its head tokens, eval batch size, precision): how a run scored its own."""
+    encoded = tokenize_as_configured(reviews, tokenizer, config)
+    return predict_logits(model, encoded, tokenizer, config.eval_batch_size, config.precision)
+
+
 def rescore_saved_run(output_dir: str | Path, precision: str = "auto") -> dict:
     """Reload `<output_dir>/adapter` and score it on the run's own `eval_indices`."""
     results = load_results(output_dir)
-    config = Config.from_dict(results["config"])
+    config = Config.from_dict(results["config"]).replace(precision=precision)
     model, tokenizer = load_adapter(Path(output_dir) / "adapter")
-    test = load_imdb(config)["test"].select(results["eval_indices"])
-    encoded = tokenize_dataset(
-        test,
-        tokenizer,
-        config.max_length,
-        truncation=config.truncation,
-        head_tokens=config.head_tokens,
-    )
-    logits = predict_logits(model, encoded, tokenizer, config.eval_batch_size, precision)
-    return {**compute_metrics(encoded["labels"], logits), "logits": logits}
+    reviews = saved_eval_reviews(results, config)
+    logits = score_reviews(model, tokenizer, reviews, config)
+    return {**compute_metrics(reviews["label"], logits), "logits": logits}
 
 
 def check_rescore(output_dir: str | Path, precision: str = "auto") -> dict:
@@ -77,10 +83,9 @@ def check_rescore(output_dir: str | Path, precision: str = "auto") -> dict:
     results = load_results(output_dir)
     recorded = results["runs"]["lora"]
     rescored = rescore_saved_run(output_dir, precision)
-    logits = rescored["logits"]
-    shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
-    probs = shifted[:, 1] / shifted.sum(axis=1)
+    probs = positive_prob(rescored["logits"])
     before = np.asarray(recorded["positive_prob"])
+    changed = predicted_labels(probs) != predicted_labels(before)
     return {
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "run": results["created"],
@@ -88,7 +93,7 @@ def check_rescore(output_dir: str | Path, precision: str = "auto") -> dict:
         "recorded_accuracy": recorded["accuracy"],
         "accuracy": round(float(rescored["accuracy"]), 6),
         "same_accuracy": round(float(rescored["accuracy"]), 6) == recorded["accuracy"],
-        "changed_predictions": int(((probs > 0.5) != (before > 0.5)).sum()),
+        "changed_predictions": int(changed.sum()),
         "max_prob_difference": round(float(np.abs(probs - before).max()), 6),
         "precision": precision,
         "environment": collect_environment(),
@@ -103,26 +108,6 @@ def describe_rescore(check: dict) -> str:
         f"{check['changed_predictions']} predictions changed, probabilities within "
         f"{check['max_prob_difference']:.2g}."
     )
-
-
-def predict_texts(model, tokenizer, texts, max_length: int = 512) -> list[dict]:
-    """Label and probability for new reviews."""
-    import torch
-
-    enc = tokenizer(
-        list(texts), truncation=True, max_length=max_length, padding=True, return_tensors="pt"
-    )
-    with torch.inference_mode():
-        probs = torch.softmax(model(**enc).logits.float(), dim=-1).numpy()
-    labels = model.config.id2label if hasattr(model, "config") else dict(enumerate(LABEL_NAMES))
-    return [
-        {
-            "text": t,
-            "label": labels.get(int(np.argmax(p)), str(np.argmax(p))),
-            "positive_prob": float(p[1]),
-        }
-        for t, p in zip(texts, probs, strict=True)
-    ]
 
 
 def compare_logits(model_a, model_b, dataset, tokenizer, batch_size: int = 64) -> dict:
@@ -198,20 +183,15 @@ def classify_with_pipeline(model_dir: str | Path, texts, max_length: int | None 
 
 
 def time_inference(model, dataset, tokenizer, batch_size=64, precision="auto") -> dict:
-    """Samples per second of `predict_logits` over the dataset, after a one-batch warm-up;
-    the logits are kept so faster paths can be checked against slower ones."""
-    import time
-
-    warm_up = dataset.select(range(min(batch_size, len(dataset))))
-    predict_logits(model, warm_up, tokenizer, batch_size, precision)
-    start = time.perf_counter()
-    logits = predict_logits(model, dataset, tokenizer, batch_size, precision)
-    seconds = time.perf_counter() - start
+    """Samples per second over the dataset, warmed up and timed as `evaluate_model` times every
+    run's scoring; the logits are kept so faster paths can be checked against slower ones."""
+    scored = evaluate_model(model, dataset, tokenizer, batch_size, precision)
+    metrics = scored["metrics"]
     return {
-        "seconds": round(seconds, 3),
-        "samples_per_second": round(len(dataset) / seconds, 2),
+        "seconds": metrics["eval_runtime_s"],
+        "samples_per_second": metrics["eval_samples_per_second"],
         "batch_size": batch_size,
-        "logits": logits,
+        "logits": scored["logits"],
     }
 
 
@@ -242,26 +222,4 @@ def compare_inference_speed(unmerged, merged, dataset, tokenizer, batch_size=64,
         "speedup": speeds["merged"]["speedup"],
         "prepared_with": how,
         "reviews": len(dataset),
-    }
-
-
-def ship_adapter(
-    peft_model, prepared, directory: str | Path, texts, precision="auto", limit=None
-) -> dict:
-    """The whole shipping check on the eval reviews (the first `limit` of them, if given):
-    reload the saved adapter, merge it, keep the trained head, save the merged model, classify
-    `texts` with a plain `pipeline`, and time merged against unmerged."""
-    directory = Path(directory)
-    tokenizer, reviews = prepared.tokenizer, prepared.eval
-    if limit is not None:
-        reviews = reviews.select(range(min(limit, len(reviews))))
-    reload = check_reload(peft_model, tokenizer, reviews, directory / "adapter")
-    merged = merge_adapter(peft_model)
-    return {
-        "reload": reload,
-        "merge": compare_logits(peft_model, merged, reviews, tokenizer),
-        "head_kept": merged_head_matches(peft_model, merged),
-        "merged_size_mb": save_merged(merged, tokenizer, directory / "merged"),
-        "pipeline": classify_with_pipeline(directory / "merged", texts),
-        "speed": compare_inference_speed(peft_model, merged, reviews, tokenizer, 64, precision),
     }

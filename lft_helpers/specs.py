@@ -2,7 +2,7 @@
 
 A spec says which weights train (`train`), which config fields it changes (`overrides`, e.g. a
 LoRA rank or a smaller budget) and which PEFT config fields it sets beyond those the config
-holds (`peft`, e.g. ``use_rslora``). One loop, `pipeline.run_specs`, runs any list of them for
+holds (`peft`, e.g. ``use_rslora``). One loop, `experiment.run_specs`, runs any list of them for
 `run`, `compare`, `sweep` and the notebook alike, so a new method or rank is a new spec, never a
 new code path. Learning from PEFT's `method_comparison/`: experiments are data, one runner, one
 results schema.

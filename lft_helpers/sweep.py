@@ -98,7 +98,9 @@ def run_sweep(
 
 
 def sweep_table(results: dict):
-    """One row per sweep run: rank, targets, parameters, accuracy with its interval, size."""
+    """One row per sweep run, narrow enough for GitHub's width: the run's name says its rank
+    and targets (lora_alpha is 2r throughout; the results file keeps both), then its size,
+    accuracy with its interval, eval loss, time and saved size."""
     import pandas as pd
 
     rows = []
@@ -106,15 +108,10 @@ def sweep_table(results: dict):
         rows.append(
             {
                 "run": name,
-                "r": run.get("r"),
-                "lora_alpha": run.get("lora_alpha"),
-                "targets": ",".join(run.get("targets") or []),
                 "adapter params": run.get("adapter_params"),
-                "trainable params": run.get("trainable_params"),
                 "trainable %": run.get("trainable_pct"),
                 "accuracy": run.get("accuracy"),
                 "acc 95% CI": format_interval(run.get("accuracy_ci")),
-                "F1": run.get("f1"),
                 "eval loss": run.get("eval_loss"),
                 "train time (s)": run.get("train_runtime_s"),
                 "saved size (MB)": run.get("saved_size_mb"),

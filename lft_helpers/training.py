@@ -281,6 +281,89 @@ def make_trainer_class():
     return SeededTrainer
 
 
+def build_trainer(
+    model,
+    train_dataset,
+    tokenizer,
+    config: Config,
+    output_dir: str | Path,
+    *,
+    learning_rate: float | None = None,
+    eval_dataset=None,
+    callbacks=(),
+    spec_callbacks=(),
+    optimizer: dict | None = None,
+    log=print,
+    progress: bool = True,
+    in_order: bool = False,
+    pad_to: int | None = None,
+    **training_args,
+):
+    """The `Trainer` of `run` (`train_model`), which the bench's timed steps use too.
+
+    The defaults are what `run` trains with: `config`'s training arguments at `learning_rate`
+    (else `config.learning_rate`), dynamic padding (`DataCollatorWithPadding`), the seeded
+    length-grouped batch order, validation on `eval_dataset` when `config.val_size` asks for it,
+    and as callbacks one progress line per log step (to `log`), then `callbacks` (callback
+    objects: the fast training path's, the bench's clock), then the `spec_callbacks` named in
+    `CALLBACKS`. `optimizer` ({"name": ..., options}) replaces AdamW with a builder from
+    `OPTIMIZERS`.
+
+    Only the bench sets the rest, with its reasons at its call (`bench.train_speed.run_steps`):
+    `progress=False`, `in_order` (batches in the dataset's order, not length-grouped), `pad_to`
+    (every batch padded to that length, not to its longest review) and `training_args`
+    (`TrainingArguments` fields set over `make_training_args`'s).
+    """
+    from torch.utils.data import SequentialSampler
+    from transformers import DataCollatorWithPadding, PrinterCallback
+
+    args = make_training_args(
+        config, output_dir, learning_rate or config.learning_rate, **training_args
+    )
+    hooks = {}
+    if optimizer:  # the Trainer still builds its warm-up and decay schedule around it
+        hooks["optimizers"] = (make_optimizer(model, optimizer, args), None)
+    trainer_class = make_trainer_class()
+    if in_order:
+
+        class InOrderTrainer(trainer_class):
+            def _get_train_sampler(self, train_dataset=None):
+                dataset = self.train_dataset if train_dataset is None else train_dataset
+                return SequentialSampler(dataset)
+
+        trainer_class = InOrderTrainer
+    if pad_to:
+        collator = DataCollatorWithPadding(tokenizer, padding="max_length", max_length=pad_to)
+    else:
+        collator = DataCollatorWithPadding(tokenizer)
+    trainer = trainer_class(
+        model=model,
+        args=args,
+        train_dataset=train_dataset,
+        eval_dataset=eval_dataset if config.val_size else None,
+        processing_class=tokenizer,
+        data_collator=collator,
+        callbacks=[
+            *([make_progress_callback(log)] if progress else []),
+            *callbacks,
+            *make_callbacks(spec_callbacks),
+        ],
+        **hooks,
+    )
+    # No raw log dicts: PlainProgress says it shorter, and the bench prints none.
+    trainer.remove_callback(PrinterCallback)
+    return trainer
+
+
+def unwrap_mixed_precision(model) -> None:
+    """Mixed precision leaves `model.forward` wrapped in autocast: unwrap it after training so
+    later fp32 evaluation (the merge check, the naive benchmark, the bench's loss check) really
+    runs in fp32."""
+    from accelerate.utils import extract_model_from_parallel
+
+    extract_model_from_parallel(model, keep_fp32_wrapper=False)
+
+
 def train_model(
     model,
     train_dataset,
@@ -300,37 +383,26 @@ def train_model(
     `optimizer` ({"name": ..., options}) replaces the Trainer's AdamW with a builder from
     `OPTIMIZERS`; `callbacks` name extra callbacks from `CALLBACKS` (see `specs.Spec`).
     """
-    from accelerate.utils import extract_model_from_parallel
-    from transformers import DataCollatorWithPadding, PrinterCallback
-
-    args = make_training_args(config, output_dir, learning_rate or config.learning_rate)
     fast = fast_training_callbacks(config)
-    hooks = {}
-    if optimizer:  # the Trainer still builds its warm-up and decay schedule around it
-        hooks["optimizers"] = (make_optimizer(model, optimizer, args), None)
-    trainer = make_trainer_class()(
-        model=model,
-        args=args,
-        train_dataset=train_dataset,
-        eval_dataset=val_dataset if config.val_size else None,
-        processing_class=tokenizer,
-        data_collator=DataCollatorWithPadding(tokenizer),
-        callbacks=[
-            make_progress_callback(log),
-            *fast,
-            *make_callbacks(callbacks),
-        ],
-        **hooks,
+    trainer = build_trainer(
+        model,
+        train_dataset,
+        tokenizer,
+        config,
+        output_dir,
+        learning_rate=learning_rate,
+        eval_dataset=val_dataset,
+        callbacks=fast,
+        spec_callbacks=callbacks,
+        optimizer=optimizer,
+        log=log,
     )
-    trainer.remove_callback(PrinterCallback)  # raw log dicts; PlainProgress says it shorter
     checkpoint = find_resume_checkpoint(output_dir, log) if resume else None
     start = time.perf_counter()
     with PeakMemory() as memory:
         output = trainer.train(resume_from_checkpoint=checkpoint)
     runtime = time.perf_counter() - start
-    # Mixed precision leaves `model.forward` wrapped in autocast: unwrap it so later fp32
-    # evaluation (the merge check, the naive benchmark) really runs in fp32.
-    extract_model_from_parallel(model, keep_fp32_wrapper=False)
+    unwrap_mixed_precision(model)
     history = extract_history(trainer.state.log_history)
     first = checkpoint_step(Path(checkpoint)) if checkpoint else 0
     return {

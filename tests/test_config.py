@@ -81,13 +81,13 @@ def test_target_modules_accept_comma_string():
 
 def test_every_config_field_is_a_run_flag_with_its_help_and_preset_defaults():
     from lft_helpers.cli import build_parser
-    from lft_helpers.config import flag_name
+    from lft_helpers.flags import flag_of
 
     run = build_parser()._subparsers._group_actions[0].choices["run"]
     actions = {a.dest: a for a in run._actions}
     for item in dataclasses.fields(Config):
         action = actions[item.name]
-        assert flag_name(item.name) in action.option_strings
+        assert flag_of(item) in action.option_strings
         assert action.help.startswith(item.metadata["help"]), item.name
     assert "smoke 32, cpu 2000, full 24000" in actions["train_size"].help
     assert actions["lora_r"].help.endswith("(default: 8)")

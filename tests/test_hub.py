@@ -15,12 +15,25 @@ import time
 import pytest
 
 from lft_helpers.errors import HubUnavailableError
-from lft_helpers.hub import require_hub
+from lft_helpers.hub import is_local, require_hub
 
 HUB_VARIABLES = ("HF_HOME", "HF_HUB_CACHE", "HF_DATASETS_CACHE", "HF_ENDPOINT", "HF_HUB_OFFLINE")
 PROXY_VARIABLES = ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY", "NO_PROXY")
 REVISION = "0123456789abcdef0123456789abcdef01234567"
 UNRESOLVABLE = "hub.lft-test.invalid"  # .invalid never resolves (RFC 2606)
+
+
+def test_is_local_tells_a_path_from_a_hub_id(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for hub_id in ("distilbert-base-uncased", "stanfordnlp/imdb"):
+        assert not is_local(hub_id), hub_id
+    # Written as a path, a source is local before it exists: a mistyped folder then gets a
+    # "not found" message, not a Hub lookup and an offline error.
+    for path in ("./imdb", "../shared/data/imdb", "/data/imdb", "~/imdb"):
+        assert is_local(path), path
+    # A folder here named like a Hub id is what the user means.
+    (tmp_path / "stanfordnlp" / "imdb").mkdir(parents=True)
+    assert is_local("stanfordnlp/imdb")
 
 
 def run_python(code: str, **env: str) -> subprocess.CompletedProcess:
@@ -47,7 +60,7 @@ def cache_model(hf_home, repo_id: str, model_dir) -> None:
 
 CHECK_AND_LOAD = """
 from lft_helpers.config import make_config
-from lft_helpers.hub import require_hub
+from lft_helpers.hub import is_local, require_hub
 from lft_helpers.modeling import load_model, load_tokenizer
 require_hub("model", "lft-test/tiny-distilbert")
 config = make_config("smoke", model="lft-test/tiny-distilbert", data="unused")

@@ -3,11 +3,16 @@
 The graph is read from the source with `ast`, counting every import of a package module, at the
 top of a file or inside a function alike: an import moved into a function still ties the two
 modules together, it only hides the tie until run time.
+
+The order is issue #11's but for one module: `reporting` (the results documents) sits below the
+experiment layer, not after it, because experiment writes results documents; the views,
+plotting and the CLI that show them sit above.
 """
 
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "lft_helpers"
@@ -136,6 +141,17 @@ def test_every_module_has_a_declared_layer():
 
 def test_no_module_imports_a_higher_layer():
     assert not upward_imports(import_graph())
+
+
+def test_the_package_docstring_and_the_readme_layout_name_every_module():
+    import lft_helpers
+
+    readme = (PACKAGE.parent / "README.md").read_text(encoding="utf-8")
+    layout = readme.split("## Project layout", 1)[1].split("\n## ", 1)[0]
+    names = {p.stem for p in PACKAGE.rglob("*.py") if p.stem != "__init__"}
+    for where, text in (("the package docstring", lft_helpers.__doc__), ("README", layout)):
+        missing = sorted(n for n in names if not re.search(rf"\b{re.escape(n)}\b", text))
+        assert not missing, f"{where} does not name {missing}"
 
 
 def test_the_checks_catch_a_cycle_hidden_in_a_function(tmp_path):

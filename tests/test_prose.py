@@ -318,7 +318,9 @@ def test_length_sentence_claims_a_trend_only_outside_the_intervals():
     text = length_finding(table, max_length=256)
     assert text.startswith("Accuracy is 1.000 on the shortest reviews (<=128 tokens, 500 reviews)")
     assert "0.700 on the longest (>256, 500 reviews)" in text
-    assert "reads only the first 256 tokens" in text
+    assert "the model reads only its first 256 tokens" in text
+    tail = length_finding(table, max_length=256, truncation="head+tail", head_tokens=64)
+    assert "the model reads its first 64 and last 192 tokens" in tail and "only" not in tail
     assert length_headline(table).startswith("Accuracy falls from 1.00")
     even = np.r_[np.arange(500) < 400, np.arange(500) < 395]
     table = accuracy_by_length(

@@ -1,8 +1,11 @@
 import json
+from pathlib import Path
 
 import pytest
 
 from lft_helpers.reporting import (
+    SCHEMA_VERSION,
+    VARIANT_LABELS,
     build_results,
     collect_environment,
     comparison_table,
@@ -10,6 +13,8 @@ from lft_helpers.reporting import (
     to_markdown,
     write_json_atomic,
 )
+
+FIXTURES = Path(__file__).parent / "fixtures"
 
 
 def _results(config):
@@ -83,3 +88,23 @@ def test_atomic_write_gives_the_file_the_usual_permissions(tmp_path):
     finally:
         os.umask(old)
     assert stat.S_IMODE(path.stat().st_mode) == 0o644
+
+
+def test_report_still_reads_a_schema_version_1_results_file(capsys):
+    """The notebook's results.json at commit 327fc47, from before `model_source`, `complete`,
+    `overlap`, `environment.git` and the runs' `spec` and `peft_config` (its per-review
+    probabilities and loss histories left out to keep the file small)."""
+    from lft_helpers.cli import main
+
+    old = FIXTURES / "results_v1.json"
+    recorded = load_results(old)
+    assert recorded["schema_version"] == 1 < SCHEMA_VERSION
+    assert main(["report", str(old)]) == 0
+    setup, header, _, *rows = capsys.readouterr().out.splitlines()  # _: the index's name
+    assert setup.startswith("Model sentence-transformers/all-MiniLM-L6-v2 on ")
+    assert "2,000 training and 2,000 evaluation reviews" in setup
+    assert header.split()[:2] == ["accuracy", "acc"]
+    shown = {line.split("  ")[0]: line for line in rows}
+    assert list(shown) == list(VARIANT_LABELS.values())  # every run, in the usual order
+    for name, label in VARIANT_LABELS.items():
+        assert f" {recorded['runs'][name]['accuracy']:.4f} " in shown[label]

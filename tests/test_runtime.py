@@ -45,3 +45,38 @@ def test_cpu_uses_bf16_only_with_native_support(monkeypatch, native, expected):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(runtime, "cpu_supports_bf16", lambda: native)
     assert runtime.resolve_precision("auto") == expected
+
+
+CPUINFO = (
+    "processor\t: 0\nmodel name\t: Example CPU @ 2.0GHz\nflags\t\t: fpu avx2 avx512_bf16\n\n"
+    "processor\t: 1\nmodel name\t: Another CPU\nflags\t\t: fpu\n"
+)
+
+
+@pytest.fixture
+def pretend_cpuinfo(monkeypatch):
+    """Make /proc/cpuinfo read as `text`; the cached flags are read afresh before and after."""
+
+    def pretend(text: str) -> None:
+        monkeypatch.setattr(runtime, "_cpuinfo", lambda: text)
+        runtime.cpu_flags.cache_clear()
+
+    yield pretend
+    runtime.cpu_flags.cache_clear()
+
+
+def test_cpu_name_and_flags_come_from_the_first_processor(pretend_cpuinfo):
+    pretend_cpuinfo(CPUINFO)
+    assert runtime.cpu_name() == "Example CPU @ 2.0GHz"
+    assert runtime.cpu_flags() == {"fpu", "avx2", "avx512_bf16"}
+    assert runtime.cpu_supports_bf16()
+
+
+def test_a_flag_must_match_whole_and_no_cpuinfo_means_no_flags(pretend_cpuinfo):
+    # Flags that only begin like the bf16 ones: the old substring test took them for bf16.
+    pretend_cpuinfo("flags\t: avx512_bf16x amx_bf16_old\n")
+    assert runtime.cpu_flags() == {"avx512_bf16x", "amx_bf16_old"}
+    assert not runtime.cpu_supports_bf16()
+    pretend_cpuinfo("")  # not Linux: no /proc/cpuinfo
+    assert runtime.cpu_flags() == frozenset() and not runtime.cpu_supports_bf16()
+    assert runtime.cpu_name()  # falls back to the platform's answer

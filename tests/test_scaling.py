@@ -160,3 +160,31 @@ def test_the_time_axis_has_numbers_even_within_one_decade(tmp_path):
     shown = {t.get_text() for t in time_ax.get_xticklabels(minor=True) if t.get_text()}
     assert {"2", "3"} <= shown
     assert [t.get_text() for t in sizes_ax.get_xticklabels()] == ["500", "1,000"]
+
+
+def test_resume_of_a_stopped_overwrite_replaces_what_it_had_not_reached(scaled, tmp_path, capsys):
+    """An --overwrite stopped after its first size: a --resume keeps that size (written by
+    the overwrite) and trains the next one again, never keeping the older run's results."""
+    import os
+    import shutil
+    import time
+
+    from lft_helpers.experiment import OVERWRITE_MARK
+
+    args, out = scaled
+    copy = tmp_path / "run"
+    shutil.copytree(out.parent, copy)
+    folder = copy / "scaling"
+    began = time.time()
+    hour_ago = began - 3600
+    for path in folder.glob("n*/*.json"):  # everything there was the older run's...
+        os.utime(path, (hour_ago, hour_ago))
+    os.utime(folder / "n16" / "results.json")  # ...but size 16, which the overwrite redid
+    (folder / OVERWRITE_MARK).write_text(json.dumps({"began": began}))
+    resumed = [a if a != str(out.parent) else str(copy) for a in args]
+    assert cli.main([*resumed, "--resume"]) == 0
+    said = capsys.readouterr().out
+    assert "16 training reviews: done before, kept" in said
+    assert "32 training reviews:" in said and "32 training reviews: done before" not in said
+    assert (folder / "n32" / "results.json").stat().st_mtime >= began, "trained again"
+    assert not (folder / OVERWRITE_MARK).exists(), "the mark goes once the command completes"

@@ -4,16 +4,19 @@ import pytest
 import torch
 
 from conftest import tiny_bert_config, tiny_run_config
+from lft_helpers.evaluation import positive_prob
+from lft_helpers.labels import LABEL_NAMES
 from lft_helpers.modeling import all_linear_targets, load_model, wrap_with_lora
 from lft_helpers.pipeline import prepare_data
 from lft_helpers.shipping import (
+    check_reload,
     classify_with_pipeline,
+    compare_inference_speed,
     compare_logits,
     load_adapter,
     merge_adapter,
     merged_head_matches,
-    predict_texts,
-    ship_adapter,
+    save_merged,
 )
 
 TEXTS = ["a wonderful and moving film", "boring, dull and tedious", "the plot was the plot"]
@@ -58,11 +61,23 @@ def tiny_bert_dir(tiny_model_dir, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def shipped(tiny_model_dir, synthetic_data_dir, tmp_path_factory):
+    """The notebook's shipping steps on 20 eval reviews: reload the saved adapter, merge it,
+    keep the trained head, save the merged model, classify TEXTS with a plain `pipeline`, and
+    time merged against unmerged."""
     out = tmp_path_factory.mktemp("ship")
     config = small_config(tiny_model_dir, synthetic_data_dir, out / "run")
     prepared = prepare_data(config)
     model = trained_looking(wrap_with_lora(load_model(config), config))
-    report = ship_adapter(model, prepared, out, TEXTS, precision="fp32", limit=20)
+    tokenizer, reviews = prepared.tokenizer, prepared.eval.select(range(20))
+    merged = merge_adapter(model)
+    report = {
+        "reload": check_reload(model, tokenizer, reviews, out / "adapter"),
+        "merge": compare_logits(model, merged, reviews, tokenizer),
+        "head_kept": merged_head_matches(model, merged),
+        "merged_size_mb": save_merged(merged, tokenizer, out / "merged"),
+        "pipeline": classify_with_pipeline(out / "merged", TEXTS),
+        "speed": compare_inference_speed(model, merged, reviews, tokenizer, precision="fp32"),
+    }
     return out, model, prepared, report
 
 
@@ -108,12 +123,14 @@ def test_merged_model_is_plain_transformers_safetensors(shipped):
 
 def test_pipeline_on_merged_model_agrees_with_the_adapter(shipped):
     _, model, prepared, report = shipped
-    expected = predict_texts(model, prepared.tokenizer, TEXTS)
+    batch = prepared.tokenizer(TEXTS, truncation=True, padding=True, return_tensors="pt")
+    with torch.inference_mode():
+        expected = positive_prob(model(**batch).logits.float().numpy())
     got = report["pipeline"]
-    assert [g["label"] for g in got] == [e["label"] for e in expected]
-    for g, e in zip(got, expected, strict=True):
+    assert [g["label"] for g in got] == [LABEL_NAMES[int(p > 0.5)] for p in expected]
+    for g, p in zip(got, expected, strict=True):
         positive = g["score"] if g["label"] == "POSITIVE" else 1 - g["score"]
-        assert positive == pytest.approx(e["positive_prob"], abs=1e-4)
+        assert positive == pytest.approx(p, abs=1e-4)
     assert [g["text"] for g in got] == TEXTS
 
 

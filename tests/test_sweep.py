@@ -131,5 +131,6 @@ def test_sweep_table_has_one_row_per_run(swept):
     _, results = swept
     table = sweep_table(results)
     assert list(table.index) == list(results["runs"])
-    assert table.loc["r=8 all-linear", "targets"].count(",") == 5
-    assert table["trainable params"].is_monotonic_increasing
+    assert table["adapter params"].is_monotonic_increasing
+    assert len(table.columns) <= 7, "narrow enough for GitHub's width"
+    assert table.loc["r=8 all-linear", "adapter params"] > table.loc["r=8", "adapter params"]

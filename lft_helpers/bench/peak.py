@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..runtime import device_name, torch_dtype
+from ..runtime import cpu_flags, device_name, torch_dtype
 
 # /proc/cpuinfo flags of the CPU's matrix units, from the widest down (issue: AMX and
 # AVX-512 BF16 machines differ in what limits the model).
@@ -44,16 +44,8 @@ def best_peaks(first: dict, second: dict) -> dict:
     return out
 
 
-def matrix_instruction_sets(cpuinfo: str | None = None) -> list[str]:
-    """Which of `MATRIX_FLAGS` this CPU has (empty where /proc/cpuinfo cannot be read)."""
-    if cpuinfo is None:
-        try:
-            with open("/proc/cpuinfo", encoding="utf-8") as f:
-                cpuinfo = f.read()
-        except OSError:
-            return []
-    flags = set()
-    for line in cpuinfo.splitlines():
-        if line.startswith("flags"):
-            flags.update(line.split(":", 1)[1].split())
+def matrix_instruction_sets(flags=None) -> list[str]:
+    """Which of `MATRIX_FLAGS` this CPU has (`flags`: a CPU's flags, by default this one's
+    from `runtime.cpu_flags`; empty where /proc/cpuinfo cannot be read)."""
+    flags = cpu_flags() if flags is None else set(flags)
     return [flag for flag in MATRIX_FLAGS if flag in flags]

@@ -1,9 +1,10 @@
 """Training speed through the project's own `Trainer`, and a profile of one fast step.
 
-The timed steps run `Trainer.train()` exactly as `training.train_model` sets it up: the same
-training arguments, collator, precision handling, gradient clipping and optimizer. Only the
-batch order is the bench's own: a few steps picked across the whole range of lengths stand for
-an epoch better than the Trainer's first batches (the longest, by its length grouping). A
+The timed steps run `Trainer.train()` on the Trainer `run` trains with (`training.build_trainer`,
+as `training.train_model` calls it): the same training arguments, collator, precision handling,
+gradient clipping and optimizer. Only the batch order is the bench's own: a few steps picked
+across the whole range of lengths stand for an epoch better than the Trainer's first batches
+(the longest, by its length grouping). `run_steps` lists every difference and its reason. A
 callback reads the clock at each optimizer step's end, so a timed step includes loading and
 collating its batch, the forward and backward passes and the optimizer update.
 """
@@ -19,7 +20,7 @@ import numpy as np
 from ..config import Config
 from ..evaluation import compute_metrics, predict_logits
 from ..runtime import resolve_precision
-from ..training import make_fast_training_callback, make_trainer_class, make_training_args
+from ..training import build_trainer, make_fast_training_callback, unwrap_mixed_precision
 from .flops import StepCost, add_flop_rates, training_step_cost
 from .subjects import build_base_model, build_lora_model
 
@@ -104,52 +105,6 @@ def training_batches(lengths, batch_size: int, steps: int, *, grouped: bool, see
     return [batches[i] for i in picks]
 
 
-def make_bench_trainer(
-    model,
-    dataset,
-    tokenizer,
-    config: Config,
-    *,
-    learning_rate: float,
-    max_steps: int,
-    output_dir: str,
-    pad_to: int | None = None,
-    callbacks=(),
-):
-    """The `Trainer` of `training.train_model`, set to run `max_steps` batches of `dataset` in
-    the order given; `pad_to` pads every batch to that length (the naive path)."""
-    from torch.utils.data import SequentialSampler
-    from transformers import DataCollatorWithPadding, PrinterCallback
-
-    args = make_training_args(
-        config,
-        output_dir,
-        learning_rate,
-        max_steps=max_steps,
-        eval_strategy="no",
-        save_strategy="no",
-    )
-
-    class InOrderTrainer(make_trainer_class()):
-        def _get_train_sampler(self, train_dataset=None):
-            return SequentialSampler(self.train_dataset if train_dataset is None else train_dataset)
-
-    if pad_to:
-        collator = DataCollatorWithPadding(tokenizer, padding="max_length", max_length=pad_to)
-    else:
-        collator = DataCollatorWithPadding(tokenizer)
-    trainer = InOrderTrainer(
-        model=model,
-        args=args,
-        train_dataset=dataset,
-        processing_class=tokenizer,
-        data_collator=collator,
-        callbacks=list(callbacks),
-    )
-    trainer.remove_callback(PrinterCallback)  # no raw log dicts in the bench's output
-    return trainer
-
-
 def make_step_clock(*, profile_step: int | None = None):
     """A callback with the clock at each optimizer step's start and end; with `profile_step`,
     that step (0-based) also runs under torch.profiler."""
@@ -221,24 +176,30 @@ def build_variant(spec: str, config: Config, variant: str):
 
 
 def run_steps(model, dataset, tokenizer, config: Config, *, learning_rate, rows, pad_to, callbacks):
-    """Train on `rows` (a list of batches of row indices) with the bench Trainer; return it."""
-    from accelerate.utils import extract_model_from_parallel
-
+    """Train on `rows` (a list of batches of row indices) with `run`'s Trainer, set to run
+    exactly those batches in that order; return it. `pad_to` pads every batch to that length
+    (the naive path); `callbacks` are all the callbacks, the fast path's included."""
     order = [i for batch in rows for i in batch]
     with tempfile.TemporaryDirectory(prefix="lft-bench-train-") as tmp:
-        trainer = make_bench_trainer(
+        trainer = build_trainer(
             model,
             dataset.select(order),
             tokenizer,
             config,
+            tmp,
             learning_rate=learning_rate,
-            max_steps=len(rows),
-            output_dir=tmp,
-            pad_to=pad_to,
-            callbacks=callbacks,
+            callbacks=callbacks,  # all of them: a rung's fast path (or `run`'s) and the clock
+            # What the bench does differently from `run`, and why (besides passing no validation
+            # set, spec callbacks or optimizer: it times plain LoRA and full fine-tuning):
+            progress=False,  # the bench logs one line per rung, not loss lines amid the timings
+            in_order=True,  # its own batches (training_batches), in the order it picked them
+            pad_to=pad_to,  # the naive rung pads every batch to max_length
+            max_steps=len(rows),  # exactly those batches, not `config.epochs` epochs
+            eval_strategy="no",  # no validation pass inside the timed steps,
+            save_strategy="no",  # nor a checkpoint written there
         )
         trainer.train()
-    extract_model_from_parallel(model, keep_fp32_wrapper=False)  # as train_model: fp32 after
+    unwrap_mixed_precision(model)  # as train_model: evaluated in fp32 after
     return trainer
 
 
