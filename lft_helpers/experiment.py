@@ -6,7 +6,7 @@ is only the list of specs (see `specs`).
 
 from __future__ import annotations
 
-import time
+import datetime as dt
 from pathlib import Path
 
 from .config import Config
@@ -250,16 +250,15 @@ OVERWRITE_MARK = "overwrite.json"
 
 
 def mark_overwrite(folder: str | Path, *, overwrite: bool, resume: bool) -> float:
-    """When the --overwrite that `folder` belongs to began (a time.time() value; 0.0 when none
+    """When the --overwrite that `folder` belongs to began (a file time, st_mtime; 0.0 when none
     is under way); an --overwrite without --resume begins one now."""
     mark = Path(folder) / OVERWRITE_MARK
     if overwrite and not resume and is_main_process():
         mark.parent.mkdir(parents=True, exist_ok=True)
-        write_json_atomic({"began": time.time()}, mark)
-    try:
-        return float(load_results(mark)["began"])
-    except (OSError, ValueError, KeyError):
-        return 0.0
+        write_json_atomic({"began": dt.datetime.now(dt.timezone.utc).isoformat()}, mark)
+    # The mark's own time, on the clock that stamps the files it is compared with (the
+    # kernel's coarse clock can lag time.time() by milliseconds).
+    return mark.stat().st_mtime if mark.is_file() else 0.0
 
 
 def end_overwrite(folder: str | Path) -> None:

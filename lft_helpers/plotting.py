@@ -356,16 +356,21 @@ def plain_tick(value: float, _position=None) -> str:
 
 
 def label_log_axis(ax, values) -> None:
-    """Readable ticks on a log x axis: plain numbers, and the in-between ticks labelled too
-    when the values span less than a decade (else the axis could show no number at all)."""
-    from matplotlib.ticker import FuncFormatter, NullFormatter
+    """Readable ticks on a log x axis: plain numbers, and in-between ticks labelled too when
+    the values span few decades: every one within a decade (else the axis could show no number
+    at all), the 2s, 3s and 5s within two (else it would show one or two)."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
     ax.xaxis.set_major_formatter(FuncFormatter(plain_tick))
     values = [v for v in values if v and v > 0]
-    narrow = bool(values) and max(values) / min(values) < 10
-    ax.xaxis.set_minor_formatter(FuncFormatter(plain_tick) if narrow else NullFormatter())
-    if narrow:
+    span = max(values) / min(values) if values else float("inf")
+    if span < 100:
+        if span >= 10:
+            ax.xaxis.set_minor_locator(LogLocator(base=10, subs=(2, 3, 5)))
+        ax.xaxis.set_minor_formatter(FuncFormatter(plain_tick))
         ax.tick_params(axis="x", which="minor", labelsize=8)
+    else:
+        ax.xaxis.set_minor_formatter(NullFormatter())
 
 
 def plot_scaling(summary: dict, path: str | Path):

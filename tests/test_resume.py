@@ -37,6 +37,9 @@ def start_cli(args) -> subprocess.Popen:
         stderr=subprocess.PIPE,
         text=True,
         env=env,
+        # A suite started in the background (`make test &`) passes SIGINT on as ignored, and
+        # Python then never turns it into KeyboardInterrupt: give the child the default back.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
 
 

@@ -175,12 +175,13 @@ def test_resume_of_a_stopped_overwrite_replaces_what_it_had_not_reached(scaled, 
     copy = tmp_path / "run"
     shutil.copytree(out.parent, copy)
     folder = copy / "scaling"
-    began = time.time()
+    (folder / OVERWRITE_MARK).write_text("{}")  # the overwrite began...
+    began = (folder / OVERWRITE_MARK).stat().st_mtime
     hour_ago = began - 3600
-    for path in folder.glob("n*/*.json"):  # everything there was the older run's...
+    for path in folder.glob("n*/*.json"):  # ...and everything there was the older run's...
         os.utime(path, (hour_ago, hour_ago))
-    os.utime(folder / "n16" / "results.json")  # ...but size 16, which the overwrite redid
-    (folder / OVERWRITE_MARK).write_text(json.dumps({"began": began}))
+    time.sleep(0.05)
+    (folder / "n16" / "results.json").touch()  # ...but size 16, which the overwrite redid
     resumed = [a if a != str(out.parent) else str(copy) for a in args]
     assert cli.main([*resumed, "--resume"]) == 0
     said = capsys.readouterr().out
@@ -188,3 +189,21 @@ def test_resume_of_a_stopped_overwrite_replaces_what_it_had_not_reached(scaled, 
     assert "32 training reviews:" in said and "32 training reviews: done before" not in said
     assert (folder / "n32" / "results.json").stat().st_mtime >= began, "trained again"
     assert not (folder / OVERWRITE_MARK).exists(), "the mark goes once the command completes"
+
+
+def test_a_time_axis_over_one_to_two_decades_labels_its_twos_threes_and_fives():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from lft_helpers.plotting import label_log_axis
+
+    fig, ax = plt.subplots()
+    ax.plot([0.3, 9.0], [0, 1])
+    ax.set_xscale("log")
+    label_log_axis(ax, [0.3, 9.0])
+    fig.canvas.draw()
+    shown = {t.get_text() for t in ax.get_xticklabels(minor=True) if t.get_text()}
+    assert {"0.3", "0.5", "2", "3", "5"} <= shown and "7" not in shown
+    plt.close(fig)
