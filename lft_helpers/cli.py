@@ -277,7 +277,12 @@ def cmd_report(args) -> int:
     return 0
 
 
-def cmd_run(args, variants) -> int:
+def command_line(argv) -> str:
+    """What a run records as the command that made it: `argv` without --resume/--overwrite."""
+    return shlex.join(["python", "-m", "lft_helpers", *without_resume_flags(argv)])
+
+
+def cmd_run(args, variants, argv) -> int:
     config = config_from_args(args)
     seeded = run_seeded(
         config,
@@ -286,6 +291,7 @@ def cmd_run(args, variants) -> int:
         log=_log,
         resume=args.resume,
         overwrite=args.overwrite,
+        extra={"command": command_line(argv)},
     )
     if not is_main_process():  # under torchrun / accelerate launch rank 0 alone reports
         return 0
@@ -359,7 +365,7 @@ def parse_ranks(text: str) -> tuple[int, ...]:
     return ranks
 
 
-def cmd_sweep(args) -> int:
+def cmd_sweep(args, argv) -> int:
     config = config_from_args(args)
     # Flags given explicitly win over the sweep's reduced budget.
     budget = {name: getattr(args, name) for name in BUDGET_FIELDS}
@@ -371,6 +377,7 @@ def cmd_sweep(args) -> int:
         resume=args.resume,
         overwrite=args.overwrite,
         seeds=args.seeds,
+        command=command_line(argv),
         **kwargs,
     )
     out = Path(sweep_config(config, **budget).output_dir)
@@ -392,7 +399,7 @@ def cmd_scaling(args, argv) -> int:
         resume=args.resume,
         overwrite=args.overwrite,
         full_test_reviews=args.full_test_reviews,
-        command=shlex.join(["python", "-m", "lft_helpers", *without_resume_flags(argv)]),
+        command=command_line(argv),
         **held,
     )
     if not is_main_process():
@@ -420,7 +427,7 @@ def cmd_methods(args, argv) -> int:
             log=_log,
             resume=args.resume,
             overwrite=args.overwrite,
-            command=shlex.join(["python", "-m", "lft_helpers", *without_resume_flags(argv)]),
+            command=command_line(argv),
         )
     except KeyboardInterrupt:
         _log(
@@ -482,16 +489,16 @@ def main(argv=None) -> int:
     try:
         with sigterm_as_interrupt():
             if args.command == "run":
-                return cmd_run(args, args.variants)
+                return cmd_run(args, args.variants, argv)
             if args.command == "compare":
-                code = cmd_run(args, args.variants)
+                code = cmd_run(args, args.variants, argv)
                 if is_main_process():
                     write_compare_figures(config_from_args(args).output_dir)
                 return code
             if args.command == "scaling":
                 return cmd_scaling(args, argv)
             if args.command == "sweep":
-                return cmd_sweep(args)
+                return cmd_sweep(args, argv)
             if args.command == "methods":
                 return cmd_methods(args, argv)
             if args.command == "report":

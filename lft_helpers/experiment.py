@@ -24,6 +24,7 @@ from .pipeline import (
     PARTIAL,
     RESULTS,
     Prepared,
+    changed_settings,
     check_output_dir,
     check_resume_config,
     prepare_data,
@@ -276,6 +277,23 @@ def stale(folder: str | Path, since: float) -> bool:
 def seed_dir(output_dir: str | Path, seed: int) -> Path:
     """Where a further training seed's run goes: `<output_dir>/seeds/seed<k>`."""
     return Path(output_dir) / "seeds" / f"seed{seed}"
+
+
+def further_seeds(config: Config) -> list[dict]:
+    """The finished runs of `config`'s further training seeds, in seed order: what `--seeds`
+    wrote under `<output_dir>/seeds` with `config`'s settings, on the data `config.seed` picks.
+    A folder run with other settings, or not finished, is left out, so the runs it returns pair
+    review by review with a run of `config` (a notebook's run loads the seeds a command made)."""
+    found = []
+    for folder in Path(config.output_dir, "seeds").glob("seed*"):
+        results = finished_results(folder)
+        if results is None:
+            continue
+        seed = results["config"].get("seed")
+        same = not changed_settings(results["config"], config.replace(seed=seed))
+        if seed != config.seed and same and results.get("data_seed") == config.seed:
+            found.append(results)
+    return sorted(found, key=lambda r: r["config"]["seed"])
 
 
 SEEDS_RULE = "give a whole number, 1 or more"

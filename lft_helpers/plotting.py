@@ -17,6 +17,9 @@ from .reporting import (
     lora_full_comparison,
     methods_headline,
     rank_series,
+    seed_spread,
+    seeded_comparison,
+    seeded_names,
     suite_budget_note,
     sweep_headline,
 )
@@ -75,9 +78,17 @@ def plot_loss_curves(results: dict, path: str | Path, variant: str = "lora"):
     return _save(fig, path)
 
 
-def accuracy_finding(results: dict) -> str:
-    """The accuracy chart's headline: LoRA against full fine-tuning, or the best variant."""
+def accuracy_finding(results: dict, *, seeded: list[dict] | None = None) -> str:
+    """The accuracy chart's headline: LoRA against full fine-tuning (over the seeds when
+    `seeded` holds several), or the best variant."""
     runs = results["runs"]
+    if seeded and len(seeded) > 1 and {"lora", "full"} <= set(seeded_names(seeded)):
+        c = seeded_comparison(seeded, "lora", "full")
+        verdict = "differ" if c["supported"] else "are not separated by the seeds"
+        return (
+            f"LoRA and full fine-tuning over {len(seeded)} seeds {verdict}: "
+            f"{format_points(c['gap_points'])} points apart on average"
+        )
     comparison = lora_full_comparison(results)
     if comparison:
         lora, full = runs["lora"], runs["full"]
@@ -117,25 +128,47 @@ def _label_line(ax, y: float, text: str) -> None:
     )
 
 
-def plot_accuracy(results: dict, path: str | Path):
-    """Accuracy of each variant with its 95% interval, against chance."""
+def _seed_points(seeded: list[dict] | None, names: list[str]) -> dict | None:
+    """Per run the seeds' spread (`seed_spread`), when `seeded` holds several seeds of all of
+    `names`; else None, and a figure shows this run with its 95% intervals."""
+    if not seeded or len(seeded) < 2 or not set(names) <= set(seeded_names(seeded)):
+        return None
+    return seed_spread(seeded)["runs"]
+
+
+def plot_accuracy(results: dict, path: str | Path, *, seeded: list[dict] | None = None):
+    """Accuracy of each variant against chance: this run with its 95% interval, or, with
+    `seeded` (this run and its further training seeds), the seeds' mean ± sd and each seed."""
     plt = _pyplot()
     names = _ordered(results)
     runs = [results["runs"][n] for n in names]
-    acc = [r["accuracy"] for r in runs]
-    err = [
-        [a - r.get("accuracy_ci", [a, a])[0] for a, r in zip(acc, runs, strict=True)],
-        [r.get("accuracy_ci", [a, a])[1] - a for a, r in zip(acc, runs, strict=True)],
-    ]
+    spread = _seed_points(seeded, names)
+    if spread:
+        acc = [spread[n]["mean"] for n in names]
+        sd = [spread[n]["sd"] for n in names]
+        err = [sd, sd]
+        ylabel = f"accuracy on eval reviews\n(mean ± sd of {len(seeded)} seeds; dots: each seed)"
+    else:
+        acc = [r["accuracy"] for r in runs]
+        err = [
+            [a - r.get("accuracy_ci", [a, a])[0] for a, r in zip(acc, runs, strict=True)],
+            [r.get("accuracy_ci", [a, a])[1] - a for a, r in zip(acc, runs, strict=True)],
+        ]
+        ylabel = "accuracy on eval reviews (95% CI)"
     fig, ax = plt.subplots(figsize=(7.5, 4))
     labels = [VARIANT_LABELS.get(n, n) for n in names]
     ax.bar(labels, acc, yerr=err, capsize=4, color=[COLORS.get(n, "#607d8b") for n in names])
+    if spread:
+        for i, name in enumerate(names):
+            seeds = spread[name]["accuracy"]
+            offsets = np.linspace(-0.15, 0.15, len(seeds))
+            ax.scatter(i + offsets, seeds, s=14, color="black", zorder=3)
     ax.axhline(0.5, color="gray", ls=":", lw=1)
     _label_line(ax, 0.5, "chance")
     for i, a in enumerate(acc):
         ax.text(i, a / 2, f"{a:.3f}", ha="center", color="white", fontweight="bold")
-    ax.set_title(f"{accuracy_finding(results)}\n{_caption(results)}", fontsize=10)
-    ax.set_ylabel("accuracy on eval reviews (95% CI)")
+    ax.set_title(f"{accuracy_finding(results, seeded=seeded)}\n{_caption(results)}", fontsize=10)
+    ax.set_ylabel(ylabel, fontsize=9 if spread else None)
     ax.set_ylim(0, 1.05)
     ax.tick_params(axis="x", labelsize=8)
     return _save(fig, path)
@@ -211,12 +244,15 @@ def plot_token_lengths(lengths, max_length: int, path: str | Path):
     return _save(fig, path)
 
 
-def plot_sweep(results: dict, path: str | Path):
-    """LoRA rank sweep: accuracy (95% CI) against trainable parameters, each point labelled r."""
+def plot_sweep(results: dict, path: str | Path, *, seeded: list[dict] | None = None):
+    """LoRA rank sweep: accuracy against trainable parameters, each point labelled r: this run
+    with its 95% intervals, or, with `seeded` (the sweep over several training seeds), the
+    seeds' mean ± sd and each seed."""
     plt = _pyplot()
     runs = results["runs"]
     fig, ax = plt.subplots(figsize=(7.5, 4.4))
     series, others = rank_series(results)
+    spread = _seed_points(seeded, series + others)
     first_targets = "/".join(runs[series[0]]["targets"])
     groups = (
         (series, dict(fmt="o-", color=COLORS["lora"], label=f"{first_targets} at each rank")),
@@ -226,16 +262,25 @@ def plot_sweep(results: dict, path: str | Path):
         if not names:
             continue
         x = [runs[n]["trainable_params"] for n in names]
-        y = [runs[n]["accuracy"] for n in names]
-        ci = [runs[n].get("accuracy_ci") or [a, a] for n, a in zip(names, y, strict=True)]
-        spread = [
-            [a - c[0] for a, c in zip(y, ci, strict=True)],
-            [c[1] - a for a, c in zip(y, ci, strict=True)],
+        if spread:
+            y = [spread[n]["mean"] for n in names]
+            bars = [[spread[n]["sd"]] * 2 for n in names]
+            for n, px in zip(names, x, strict=True):
+                seeds = spread[n]["accuracy"]
+                ax.scatter([px] * len(seeds), seeds, s=10, color="black", alpha=0.5, zorder=4)
+        else:
+            y = [runs[n]["accuracy"] for n in names]
+            cis = [runs[n].get("accuracy_ci") or [a, a] for n, a in zip(names, y, strict=True)]
+            bars = [[a - c[0], c[1] - a] for a, c in zip(y, cis, strict=True)]
+        low, high = [b[0] for b in bars], [b[1] for b in bars]
+        ax.errorbar(x, y, yerr=[low, high], capsize=3, ms=6, zorder=3, **style)
+        tops = [
+            max([a + h, *(spread[n]["accuracy"] if spread else [])])
+            for n, a, h in zip(names, y, high, strict=True)
         ]
-        ax.errorbar(x, y, yerr=spread, capsize=3, ms=6, zorder=3, **style)
-        for name, px, top in zip(names, x, [c[1] for c in ci], strict=True):
-            # Above the error bar's cap: clear of the bar, and of the line, which leaves each
-            # point up and to the right well below its cap.
+        for name, px, top in zip(names, x, tops, strict=True):
+            # Above the error bar's cap (and the highest seed): clear of the bar, and of the
+            # line, which leaves each point up and to the right well below its cap.
             ax.annotate(
                 name, (px, top), textcoords="offset points", xytext=(0, 3), ha="center", fontsize=8
             )
@@ -245,10 +290,14 @@ def plot_sweep(results: dict, path: str | Path):
     head = first["trainable_params"] - first.get("adapter_params", first["trainable_params"])
     head_note = f" + {head:,} in the head" if head else " + the head"
     ax.set_xlabel(f"trainable parameters (log scale): adapters{head_note}")
-    ax.set_ylabel("accuracy on eval reviews (95% CI)")
+    if spread:
+        ax.set_ylabel(f"accuracy on eval reviews\n(mean ± sd of {len(seeded)} seeds; dots: seeds)")
+    else:
+        ax.set_ylabel("accuracy on eval reviews (95% CI)")
     budget = budget_note(results).replace(" (main run", "\n(main run")
     model = results.get("model_label", results["config"]["model"])
-    ax.set_title(f"{sweep_headline(results)}\n{model}\n{budget}", fontsize=9)
+    headline = sweep_headline(results, seeded=seeded)
+    ax.set_title(f"{headline}\n{model}\n{budget}", fontsize=9)
     ax.legend(fontsize=8, loc="lower right")
     return _save(fig, path)
 

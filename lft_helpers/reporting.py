@@ -681,20 +681,19 @@ def rank_series(results: dict) -> tuple[list[str], list[str]]:
     return series, [n for n in runs if n not in series]
 
 
-def rank_trend(results: dict) -> dict:
-    """Where accuracy stops rising with rank, decided by `compare_runs` on the same reviews.
+def rank_trend(results: dict, *, seeded: list[dict] | None = None) -> dict:
+    """Where accuracy stops rising with rank, decided by `compare_runs` on the same reviews, or
+    with `seeded` (the sweep's runs over several training seeds) by `compare_seeded`.
 
     `plateau` is the smallest rank that no larger rank clearly beats. It is the smallest rank
     when nothing beats it ("flat"), the largest when the largest still clearly beats the one
     below ("rising"), and otherwise the rank where the returns flatten ("plateau")."""
     runs = results["runs"]
     series, _ = rank_series(results)
+    beats = _beats(results, seeded)
 
     def beaten(i: int) -> bool:
-        return any(
-            (c := compare_runs(runs[series[j]], runs[series[i]]))["differ"] and c["gap_points"] > 0
-            for j in range(i + 1, len(series))
-        )
+        return any(beats(series[j], series[i]) for j in range(i + 1, len(series)))
 
     plateau = next(i for i in range(len(series)) if not beaten(i))
     case = "flat" if plateau == 0 else "rising" if plateau == len(series) - 1 else "plateau"
@@ -706,60 +705,112 @@ def rank_trend(results: dict) -> dict:
         "plateau": runs[series[plateau]]["r"],
         "case": case,
         "adjacent_overlap": adjacent_overlap,
+        "separated_steps": [
+            [a, b] for a, b in zip(series, series[1:], strict=False) if beats(b, a) or beats(a, b)
+        ],
     }
 
 
-def sweep_headline(results: dict) -> str:
-    """The sweep figure's title: the trend that `rank_trend` supports."""
+def _beats(results: dict, seeded: list[dict] | None):
+    """Whether run `a` is clearly more accurate than run `b`: by the paired test of this run,
+    or, with several seeds, by what every seed and the pooled test support."""
+    if seeded and len(seeded) > 1:
+
+        def by_seeds(a: str, b: str) -> bool:
+            c = seeded_comparison(seeded, a, b)
+            return c["supported"] and c["gap_points"] > 0
+
+        return by_seeds
+    runs = results["runs"]
+
+    def by_run(a: str, b: str) -> bool:
+        c = compare_runs(runs[a], runs[b])
+        return c["differ"] and c["gap_points"] > 0
+
+    return by_run
+
+
+def _accuracy_of(results: dict, seeded: list[dict] | None):
+    """Each run's accuracy: this run's, or with several seeds their mean."""
+    if seeded and len(seeded) > 1:
+        return lambda name: float(np.mean([r["runs"][name]["accuracy"] for r in seeded]))
+    return lambda name: results["runs"][name]["accuracy"]
+
+
+def sweep_headline(results: dict, *, seeded: list[dict] | None = None) -> str:
+    """The sweep figure's title: the trend that `rank_trend` supports (over the seeds when
+    `seeded` holds several)."""
     runs = results["runs"]
     series, _ = rank_series(results)
     if len(series) < 2:
         return "LoRA rank sweep"
-    trend = rank_trend(results)
-    low, high = runs[series[0]], runs[series[-1]]
-    ends = f"{low['accuracy']:.3f} at r={low['r']}, {high['accuracy']:.3f} at r={high['r']}"
+    trend = rank_trend(results, seeded=seeded)
+    acc = _accuracy_of(results, seeded)
+    low, high = series[0], series[-1]
+    ends = f"{acc(low):.3f} at r={runs[low]['r']}, {acc(high):.3f} at r={runs[high]['r']}"
+    if seeded and len(seeded) > 1:
+        ends += f" (mean of {len(seeded)} seeds)"
     if trend["case"] == "flat":
-        return f"No rank clearly beats r={low['r']}: {ends}"
+        return f"No rank clearly beats r={runs[low]['r']}: {ends}"
     if trend["case"] == "rising":
-        return f"Accuracy still rising at r={high['r']}: {ends}"
+        return f"Accuracy still rising at r={runs[high]['r']}: {ends}"
     return f"Accuracy rises with rank, then flattens from r={trend['plateau']}: {ends}"
 
 
-def sweep_finding(results: dict) -> str:
-    """What the rank sweep shows, each claim backed by the paired test or stated as a tie."""
+def sweep_finding(results: dict, *, seeded: list[dict] | None = None) -> str:
+    """What the rank sweep shows, each claim backed by the paired test or stated as a tie; with
+    `seeded` (the sweep over several training seeds), by what every seed supports."""
     runs = results["runs"]
     series, others = rank_series(results)
+    several = bool(seeded) and len(seeded) > 1
+
+    def rel(a: str, b: str) -> str:
+        if several:
+            return seeded_relation(seeded_comparison(seeded, a, b), a, b)
+        return relation(compare_runs(runs[a], runs[b]), a, b)
+
     lines = [f"- **Budget.** The sweep ran on a {budget_note(results)}."]
+    if several:
+        lines.append(
+            f"- **Seeds.** Each rank ran with {len(seeded)} training seeds "
+            f"({_listing([str(r['config']['seed']) for r in seeded])}) on the same reviews; "
+            "accuracies below are their means, and a claim needs every seed to agree."
+        )
     if len(series) >= 2:
-        trend = rank_trend(results)
-        low, high = runs[series[0]], runs[series[-1]]
-        ends = relation(compare_runs(high, low), f"r={high['r']}", f"r={low['r']}")
+        trend = rank_trend(results, seeded=seeded)
+        low, high = series[0], series[-1]
+        ends = rel(high, low)
         if trend["case"] == "flat":
-            shape = f"no larger rank clearly beats r={low['r']}: {ends}."
+            shape = f"no larger rank clearly beats r={runs[low]['r']}: {ends}."
         elif trend["case"] == "rising":
-            below = runs[series[-2]]
             shape = (
-                f"the returns had not flattened by r={high['r']}: "
-                f"{relation(compare_runs(high, below), series[-1], series[-2])}."
+                f"the returns had not flattened by r={runs[high]['r']}: {rel(high, series[-2])}."
             )
         else:
             shape = (
                 f"accuracy rises with rank, and the returns flatten at r={trend['plateau']}: "
                 f"no larger rank is clearly more accurate. Overall, {ends}."
             )
-        if trend["adjacent_overlap"]:
+        if several:
+            steps = [f"{a} to {b}" for a, b in trend["separated_steps"]]
+            shape += (
+                f" Of the single steps in rank, the seeds separate {_listing(steps)}; the others "
+                "are within the seeds' noise."
+                if steps
+                else " No single step in rank is one that every seed agrees on."
+            )
+        elif trend["adjacent_overlap"]:
             shape += (
                 " In the figure adjacent ranks' intervals overlap: one step is small against "
                 f"the noise of {_eval_size(results):,} eval reviews, and the paired test on the "
                 "same reviews is what tells them apart."
             )
-        lines.append(f"- **Rank.** {shape[0].upper()}{shape[1:]}")
+        lines.append(f"- **Rank.** {_capital(shape)}")
     for name in others:
         twin = next((n for n in series if runs[n]["r"] == runs[name]["r"]), None)
         if twin:
-            lines.append(
-                f"- **More layers.** {relation(compare_runs(runs[name], runs[twin]), name, twin)}."
-            )
+            text = rel(name, twin)
+            lines.append(f"- **More layers.** {_capital(text) if several else text}.")
     sizes = [runs[n] for n in series if runs[n].get("adapter_params") is not None]
     if sizes:
         head = sizes[0]["trainable_params"] - sizes[0]["adapter_params"]
@@ -934,11 +985,19 @@ def full_data_finding(results: dict, source, rescore: dict | None = None) -> str
 
 
 def summary_markdown(
-    results: dict, sweep: dict | None = None, *, full_data: str | None = None
+    results: dict,
+    sweep: dict | None = None,
+    *,
+    full_data: str | None = None,
+    seeded: list[dict] | None = None,
+    sweep_seeded: list[dict] | None = None,
 ) -> str:
     """The notebook's closing summary, written from the results so it always matches them;
-    `full_data` adds the line on a run with more data (`full_data_finding`)."""
+    `full_data` adds the line on a run with more data (`full_data_finding`). With `seeded` or
+    `sweep_seeded` (this run and its further training seeds), the comparisons and the rank
+    trend say what every seed supports."""
     runs = results["runs"]
+    several = bool(seeded) and len(seeded) > 1
     lines = [f"- **Setup.** {describe_setup(results)}"]
     if {"baseline", "lora"} <= set(runs):
         base, lora = runs["baseline"], runs["lora"]
@@ -952,32 +1011,54 @@ def summary_markdown(
             f"{lora['train_runtime_s'] / 60:.1f} minutes: "
             f"{relation(compare_runs(lora, base), 'LoRA', 'the baseline')}."
         )
-    gap = compare_lora_to_full(results)
-    if gap:
+    names = set(seeded_names(seeded)) if several else set()
+    over = f"Over {len(seeded)} training seeds, " if several else ""
+    if {"lora", "full"} <= names:
+        text = seeded_relation(
+            seeded_comparison(seeded, "lora", "full"), "LoRA", "full fine-tuning"
+        )
+        lines.append(f"- **Against full fine-tuning.** {over}{text}.")
+    elif gap := compare_lora_to_full(results):
         lines.append(f"- **Against full fine-tuning.** {gap}")
-    if {"head", "lora"} <= set(runs):
+    if {"head", "lora"} <= names:
+        text = seeded_relation(seeded_comparison(seeded, "lora", "head"), "LoRA", "the probe")
+        lines.append(f"- **Against a linear probe.** {over}{text}.")
+    elif {"head", "lora"} <= set(runs):
         lines.append(
             f"- **Against a linear probe.** Training only the head reaches "
             f"{runs['head']['accuracy']:.3f}: "
             f"{relation(compare_runs(runs['lora'], runs['head']), 'LoRA', 'the probe')}."
         )
     if sweep:
-        lines.append(f"- **Rank.** {sweep_headline(sweep)}; on a {budget_note(sweep)}.")
+        headline = sweep_headline(sweep, seeded=sweep_seeded)
+        lines.append(f"- **Rank.** {headline}; on a {budget_note(sweep)}.")
     if full_data:
         lines.append(f"- **All the data.** {full_data}")
     return "\n".join(lines)
 
 
-def limits_markdown(results: dict, sweep: dict | None = None) -> str:
-    """What this run cannot say: its error bars, the sweep's budget, the machine, the model."""
+def limits_markdown(results: dict, sweep: dict | None = None, *, seeds: int = 1) -> str:
+    """What this run cannot say: its error bars, the sweep's budget, the machine, the model;
+    `seeds` is how many training seeds the comparisons above rest on."""
     cfg, env = results["config"], results["environment"]
     run = results["runs"].get("lora") or next(iter(results["runs"].values()))
     low, high = _ci(run)
-    text = (
-        f"**Limits of this run.** One seed and one data sample: the 95% intervals are the "
-        f"honest error bars, about ±{100 * (high - low) / 2:.1f} points at "
-        f"{_eval_size(results):,} evaluation reviews."
+    interval = (
+        f"the 95% intervals are about ±{100 * (high - low) / 2:.1f} points at "
+        f"{_eval_size(results):,} evaluation reviews"
     )
+    if seeds > 1:
+        text = (
+            f"**Limits of this run.** {seeds} training seeds on one data sample: the seeds show "
+            f"how much training noise moves accuracy, and {interval}; a new sample of training "
+            "reviews could move it further."
+        )
+    else:
+        text = (
+            f"**Limits of this run.** One seed and one data sample: the 95% intervals are the "
+            f"honest error bars, about ±{100 * (high - low) / 2:.1f} points at "
+            f"{_eval_size(results):,} evaluation reviews."
+        )
     if sweep:
         text += (
             f" The sweep ran on a {budget_note(sweep)}: compare its runs with each other, not "
@@ -1259,7 +1340,7 @@ def seed_spread(seeded: list[dict]) -> dict:
     """Each run's accuracy over the training seeds of one experiment (`run_seeded`'s results,
     all on the same eval reviews): per run the seeds' accuracies, mean, sd (n - 1) and range,
     and LoRA against full fine-tuning as the method suite decides it (`compare_seeded`)."""
-    names = [n for n in seeded[0]["runs"] if all(n in r["runs"] for r in seeded)]
+    names = seeded_names(seeded)
     per_run = {}
     for name in names:
         accs = [r["runs"][name]["accuracy"] for r in seeded]
@@ -1272,15 +1353,25 @@ def seed_spread(seeded: list[dict]) -> dict:
         }
     spread = {"data_seed": seeded[0]["config"]["seed"], "runs": per_run}
     if {"lora", "full"} <= set(names):
-
-        def records(name: str) -> list[dict]:
-            return [
-                {"seed": r["config"]["seed"], **_pick(r["runs"][name], "accuracy", "positive_prob")}
-                for r in seeded
-            ]
-
-        spread["lora_vs_full"] = compare_seeded(records("lora"), records("full"))
+        spread["lora_vs_full"] = seeded_comparison(seeded, "lora", "full")
     return spread
+
+
+def seeded_names(seeded: list[dict]) -> list[str]:
+    """The runs every seed has, in the first seed's order."""
+    return [n for n in seeded[0]["runs"] if all(n in r["runs"] for r in seeded)]
+
+
+def seeded_comparison(seeded: list[dict], a: str, b: str) -> dict:
+    """Run `a` against run `b` over the seeds of one experiment (`compare_seeded`)."""
+
+    def records(name: str) -> list[dict]:
+        return [
+            {"seed": r["config"]["seed"], **_pick(r["runs"][name], "accuracy", "positive_prob")}
+            for r in seeded
+        ]
+
+    return compare_seeded(records(a), records(b))
 
 
 def _pick(run: dict, *keys: str) -> dict:
@@ -1305,32 +1396,81 @@ def seed_table(spread: dict):
     return pd.DataFrame(rows).set_index("run")
 
 
+def seeded_relation(comparison: dict, name_a: str, name_b: str) -> str:
+    """'A is 2.4 points above B on average, and every seed agrees (evidence)', or 'the seeds
+    do not separate A and B ...': `compare_seeded`'s decision in words."""
+    c = comparison
+    basis = (
+        f"seeds' ranges {'apart' if c['ranges_apart'] else 'overlap'}; McNemar {_p(c['p_value'])} "
+        f"on the {c['only_a'] + c['only_b']:,} pooled reviews only one gets right"
+    )
+    gap = format_points(c["gap_points"])
+    if c["supported"]:
+        side = "above" if c["gap_points"] > 0 else "below"
+        return (
+            f"{name_a} is {gap} points {side} {name_b} on average, and every seed agrees ({basis})"
+        )
+    return (
+        f"the seeds do not separate {name_a} and {name_b}: {gap} points apart on average ({basis})"
+    )
+
+
+def _mean_sd(s: dict) -> str:
+    return f"{s['mean']:.4f}" + (f" ± {s['sd']:.4f}" if s["sd"] is not None else "")
+
+
 def seeded_lora_full_finding(spread: dict) -> str | None:
     """LoRA against full fine-tuning over seeds, in words, only as far as the seeds support."""
     c = spread.get("lora_vs_full")
     if c is None:
         return None
     lora, full = spread["runs"]["lora"], spread["runs"]["full"]
-    n = len(lora["accuracy"])
-
-    def text(s: dict) -> str:
-        return f"{s['mean']:.4f}" + (f" ± {s['sd']:.4f}" if s["sd"] is not None else "")
-
     head = (
-        f"Over {_count(n, 'training seed')} on the same eval reviews, LoRA scored {text(lora)} "
-        f"and full fine-tuning {text(full)} (mean ± sd)"
+        f"Over {_count(len(lora['accuracy']), 'training seed')} on the same eval reviews, LoRA "
+        f"scored {_mean_sd(lora)} and full fine-tuning {_mean_sd(full)} (mean ± sd)"
     )
-    basis = (
-        f"seeds' ranges {'apart' if c['ranges_apart'] else 'overlap'}; McNemar {_p(c['p_value'])} "
-        f"on the pooled reviews only one gets right"
-    )
-    if c["supported"]:
-        side = "above" if c["gap_points"] > 0 else "below"
-        return (
-            f"{head}: LoRA is {format_points(c['gap_points'])} points {side} full fine-tuning, "
-            f"and every seed agrees ({basis})."
-        )
+    return f"{head}: {seeded_relation(c, 'LoRA', 'full fine-tuning')}."
+
+
+def seeds_provenance(seeded: list[dict], source) -> str:
+    """Where the further seeds of a notebook's run come from: the folder, and per command that
+    made them the date, the hardware and the code's commit."""
+    further = seeded[1:]
+    made = {}
+    for r in further:
+        commit = (r["environment"].get("git") or {}).get("commit")
+        key = (r.get("command"), r["created"][:10], hardware_phrase(r["environment"]), commit)
+        made.setdefault(key, []).append(r["config"]["seed"])
+    parts = [
+        f"seed{'s' if len(seeds) > 1 else ''} {_listing([str(s) for s in seeds])} by "
+        f"`{command or 'a run with --seeds'}` on {date}, on {hardware}"
+        + (f", code at commit `{commit[:7]}`" if commit else "")
+        for (command, date, hardware, commit), seeds in made.items()
+    ]
     return (
-        f"{head}: the seeds do not separate them, {format_points(c['gap_points'])} points apart "
-        f"({basis})."
+        f"Seed {seeded[0]['config']['seed']} is this run; the others are loaded from "
+        f"`{source}`, not run in this notebook: {'; '.join(parts)}."
     )
+
+
+def seeds_markdown(seeded: list[dict], source, command: str) -> str:
+    """The four-way comparison over training seeds: where the seeds come from, the spread per
+    run and what the seeds support; with one seed at hand, the command that adds more."""
+    if len(seeded) < 2:
+        return (
+            f"Only this run's seed is at hand. `{command}` trains further seeds into "
+            f"`{source}` (it keeps this run as the first), and this cell then shows them."
+        )
+    spread = seed_spread(seeded)
+    lines = [seeds_provenance(seeded, source), "", to_markdown(seed_table(spread)), ""]
+    pairs = [("lora", "full", "LoRA", "full fine-tuning"), ("lora", "head", "LoRA", "the probe")]
+    pairs += [("head", "baseline", "the probe", "the baseline")]
+    for a, b, name_a, name_b in pairs:
+        if {a, b} <= set(spread["runs"]):
+            text = seeded_relation(seeded_comparison(seeded, a, b), name_a, name_b)
+            lines.append(f"- **{_capital(name_a)} vs {name_b}.** {_capital(text)}.")
+    return "\n".join(lines)
+
+
+def _capital(text: str) -> str:
+    return text[:1].upper() + text[1:]

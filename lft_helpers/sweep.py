@@ -68,6 +68,7 @@ def run_sweep(
     resume: bool = False,
     overwrite: bool = False,
     seeds: int = 1,
+    command: str | None = None,
 ) -> dict:
     """Train and score LoRA at each rank (and all-linear) on the sweep budget of `config`.
 
@@ -75,6 +76,7 @@ def run_sweep(
     `<output_dir>/sweep`, each adapter in its own folder there, through the same runner as
     `run` and `compare`. Its results are returned; with `seeds` > 1 each further training
     seed's go to `<output_dir>/sweep/seeds/seed<k>` and the spread to `sweep/seeds.json`.
+    `command`, the command line that ran it, is recorded in the results.
     """
     swept = sweep_config(config, **(budget or {}))
     if prepared is not None:
@@ -93,7 +95,7 @@ def run_sweep(
         resume=resume,
         overwrite=overwrite,
         prepared=prepared,
-        extra={"sweep": info},
+        extra={"sweep": info, **({"command": command} if command else {})},
     )[0]
 
 

@@ -399,3 +399,44 @@ def test_by_length_table_has_no_raw_floats_or_na():
     assert "<NA>" not in text and "nan" not in text
     assert "| &gt;512 | 513 | - | 1 | 33.3% | 0.0000 |" in text
     assert pd.isna(table.loc[">512", "max tokens"])
+
+
+def seeded_sweep(correct_by_seed: list[dict]) -> list[dict]:
+    """One sweep file per training seed (seeds 7, 8, ...), on the same reviews."""
+    files = [sweep_file(correct) for correct in correct_by_seed]
+    for k, results in enumerate(files):
+        results["config"]["seed"] = 7 + k
+    return files
+
+
+def test_over_seeds_a_rank_step_counts_only_where_every_seed_agrees():
+    # r=1 -> r=2 is 10 points in every seed; r=2 -> r=4 is +10 in two seeds and -5 in the third.
+    seeds = seeded_sweep(
+        [
+            {1: first(600), 2: first(700), 4: first(800)},
+            {1: first(610), 2: first(710), 4: first(810)},
+            {1: first(590), 2: first(700), 4: first(650)},
+        ]
+    )
+    trend = rank_trend(seeds[0], seeded=seeds)
+    assert trend["separated_steps"] == [["r=1", "r=2"]]
+    assert (trend["case"], trend["plateau"]) == ("plateau", 2)
+    assert rank_trend(seeds[0])["case"] == "rising", "one seed alone would claim more"
+    headline = sweep_headline(seeds[0], seeded=seeds)
+    assert headline.startswith("Accuracy rises with rank, then flattens from r=2")
+    assert "0.600 at r=1, 0.753 at r=4 (mean of 3 seeds)" in headline
+    text = sweep_finding(seeds[0], seeded=seeds)
+    assert "Each rank ran with 3 training seeds (7, 8 and 9)" in text
+    assert "the seeds separate r=1 to r=2; the others are within the seeds' noise" in text
+
+
+def test_summary_and_limits_over_seeds_say_what_every_seed_supports(clear, tie):
+    # Seed 2 turns LoRA's lead over full fine-tuning round: the seeds do not separate them.
+    second = {**tie, "config": {**tie["config"], "seed": 8}}
+    summary = summary_markdown(clear, seeded=[clear, second])
+    assert "Over 2 training seeds, the seeds do not separate LoRA and full fine-tuning" in summary
+    assert "LoRA is 10.0 points above full fine-tuning" not in summary
+    assert summary_markdown(clear, seeded=[clear]) == summary_markdown(clear)
+    both = summary_markdown(clear, seeded=[clear, clear])
+    assert "Over 2 training seeds, LoRA is 10.0 points above full fine-tuning on average" in both
+    assert "2 training seeds on one data sample" in limits_markdown(clear, seeds=2)

@@ -8,8 +8,13 @@ import pytest
 
 from lft_helpers import cli
 from lft_helpers.errors import LFTError
-from lft_helpers.experiment import training_seeds
-from lft_helpers.reporting import load_results, seed_spread, seeded_lora_full_finding
+from lft_helpers.experiment import further_seeds, training_seeds
+from lft_helpers.reporting import (
+    load_results,
+    seed_spread,
+    seeded_lora_full_finding,
+    seeds_markdown,
+)
 
 
 @pytest.fixture(scope="module")
@@ -79,14 +84,44 @@ def test_the_spread_is_mean_and_sample_sd():
 def test_a_gap_every_seed_shows_is_claimed_and_an_overlap_is_not():
     # All labels positive: a review is right where its probability is 0.9.
     apart = seed_spread([result(s, 0.60, 0.90) for s in (1, 2, 3)])
-    assert "LoRA is 30.0 points below full fine-tuning, and every seed agrees" in (
+    assert "LoRA is 30.0 points below full fine-tuning on average, and every seed agrees" in (
         seeded_lora_full_finding(apart)
     )
     overlap = seed_spread([result(1, 0.80, 0.81), result(2, 0.83, 0.80)])
-    assert "the seeds do not separate them" in seeded_lora_full_finding(overlap)
+    assert "the seeds do not separate LoRA and full fine-tuning" in seeded_lora_full_finding(
+        overlap
+    )
 
 
 def test_resume_refuses_a_finished_seed_run_with_other_settings(seeded, capsys):
     args, out = seeded
     assert cli.main([*args, "--seeds", "2", "--lora-r", "4", "--resume"]) == 2
     assert "lora_r 8 there, 4 now" in capsys.readouterr().err
+
+
+def test_a_notebook_run_finds_the_seeds_a_command_made_with_its_settings(seeded):
+    args, out = seeded
+    config = cli.config_from_args(cli.build_parser().parse_args(args))
+    found = further_seeds(config)
+    assert [r["config"]["seed"] for r in found] == [43]
+    assert found[0]["command"].startswith("python -m lft_helpers compare --model")
+    assert further_seeds(config.replace(lora_r=4)) == [], "other settings do not pair"
+    assert further_seeds(config.replace(seed=7)) == [], "seeds of other data do not pair"
+    (out / "seeds" / "seed43" / "results.partial.json").write_text("{}")
+    try:
+        assert further_seeds(config) == [], "a run stopped part way is not finished"
+    finally:
+        (out / "seeds" / "seed43" / "results.partial.json").unlink()
+
+
+def test_the_seeds_section_names_their_source_and_what_they_support(seeded):
+    args, out = seeded
+    config = cli.config_from_args(cli.build_parser().parse_args(args))
+    runs = [load_results(out), *further_seeds(config)]
+    text = seeds_markdown(runs, out / "seeds", "python -m lft_helpers compare --seeds 3")
+    assert "Seed 42 is this run; the others are loaded from" in text
+    assert "seed 43 by `python -m lft_helpers compare --model" in text
+    assert "| LoRA | 2 |" in text
+    assert "- **LoRA vs full fine-tuning.** " in text
+    alone = seeds_markdown(runs[:1], out / "seeds", "python -m lft_helpers compare --seeds 3")
+    assert alone.startswith("Only this run's seed is at hand. `python -m lft_helpers compare")
