@@ -7,6 +7,7 @@ is only the list of specs (see `specs`).
 from __future__ import annotations
 
 import datetime as dt
+import shlex
 from pathlib import Path
 
 from .config import Config
@@ -294,6 +295,22 @@ def further_seeds(config: Config) -> list[dict]:
         if seed != config.seed and same and results.get("data_seed") == config.seed:
             found.append(results)
     return sorted(found, key=lambda r: r["config"]["seed"])
+
+
+# Seeds enough to see training noise, few enough for a CPU: the method suite's default, and
+# what the notebook suggests for its comparison and sweep.
+DEFAULT_SEEDS = 3
+
+
+def seeds_command(config: Config, command: str, seeds: int = DEFAULT_SEEDS) -> str:
+    """The command line that trains further seeds of `config`'s `compare` or `sweep`, keeping
+    its finished run as the first (--resume), for a notebook to name."""
+    parts = ["python", "-m", "lft_helpers", command, "--model", config.model]
+    parts += ["--data", config.data] if config.data else []
+    parts += ["--preset", config.preset, "--seed", str(config.seed), "--seeds", str(seeds)]
+    parts += ["--resume"]
+    parts += ["--output-dir", str(config.output_dir)]
+    return shlex.join(parts)
 
 
 SEEDS_RULE = "give a whole number, 1 or more"

@@ -44,7 +44,7 @@ import numpy as np
 from .config import PRESETS, Config
 from .errors import LFTError, first_line
 from .evaluation import accuracy_interval
-from .experiment import check_seeds, fit_spec, save_trained
+from .experiment import DEFAULT_SEEDS, check_seeds, fit_spec, save_trained
 from .hub import is_local, readable_path
 from .modeling import check_model, describe_model
 from .pipeline import changed_settings, prepare_data, run_labels, score_model
@@ -61,7 +61,6 @@ from .sweep import BUDGET_FIELDS
 SCHEMA_VERSION = 1
 SUMMARY, REPORT, RUNS = "summary.json", "report.md", "runs"
 DEFAULT_OUTPUT_DIR = "runs/methods"
-DEFAULT_SEEDS = 3
 SELECTED_BY = "highest validation accuracy; ties: lower validation loss, then the smaller value"
 # Fields that decide which reviews a run sees: the data is prepared once for all methods, so
 # a method may not change them.
