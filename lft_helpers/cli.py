@@ -63,6 +63,7 @@ from .scaling import (
     SCALING_VARIANTS,
     full_test_finding,
     run_scaling,
+    scaling_formats,
     scaling_plan,
     scaling_table,
 )
@@ -406,7 +407,8 @@ def cmd_scaling(args, argv) -> int:
         return 0
     out = Path(scaling_plan(config, args.sizes, **held)[1].output_dir)
     plot_scaling(summary, out / "scaling.png")
-    print(format_table(scaling_table(summary)))
+    table = scaling_table(summary)
+    print(format_table(table, scaling_formats(table)))
     print(summary["finding"])
     if summary.get("full_test"):
         print(full_test_finding(summary))

@@ -209,6 +209,10 @@ FORMATS = {
     "positive prob": "{:.3f}",
     "confidence": "{:.3f}",
     "score": "{:.3f}",
+    "accuracy mean": "{:.4f}",
+    "sd": "{:.4f}",
+    "lowest": "{:.4f}",
+    "highest": "{:.4f}",
 }
 
 
@@ -239,8 +243,8 @@ def formatted_table(table, formats: dict | None = None):
     return shown
 
 
-def format_table(table) -> str:
-    return formatted_table(table).to_string()
+def format_table(table, formats: dict | None = None) -> str:
+    return formatted_table(table, formats).to_string()
 
 
 def to_markdown(table, formats: dict | None = None) -> str:

@@ -309,13 +309,19 @@ def scaling_table(summary: dict):
     return pd.DataFrame(list(rows.values())).set_index("train reviews")
 
 
+def scaling_formats(table) -> dict:
+    """Accuracies to four decimals and minutes to one, whatever the variants' column names."""
+    formats = {c: "{:.4f}" for c in table.columns if c.endswith(" accuracy")}
+    return formats | {c: "{:.1f}" for c in table.columns if c.endswith(" train min")}
+
+
 def scaling_markdown(summary: dict, source) -> str:
     """The notebook's view of a scaling run made elsewhere: where it comes from, the table,
     and the findings."""
     parts = [
         suite_provenance(summary, source, command="python -m lft_helpers scaling"),
         f"Held at every size: {scaling_note(summary)}.",
-        to_markdown(scaling_table(summary)),
+        to_markdown(table := scaling_table(summary), scaling_formats(table)),
         summary["finding"],
     ]
     full = full_test_finding(summary)

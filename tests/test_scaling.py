@@ -10,7 +10,13 @@ from lft_helpers import cli
 from lft_helpers.config import make_config
 from lft_helpers.errors import LFTError
 from lft_helpers.reporting import load_results
-from lft_helpers.scaling import full_test_finding, scaling_finding, scaling_plan, scaling_table
+from lft_helpers.scaling import (
+    full_test_finding,
+    scaling_finding,
+    scaling_markdown,
+    scaling_plan,
+    scaling_table,
+)
 
 
 def test_cpu_plan_holds_everything_but_the_size_and_lets_flags_win():
@@ -207,3 +213,12 @@ def test_a_time_axis_over_one_to_two_decades_labels_its_twos_threes_and_fives():
     shown = {t.get_text() for t in ax.get_xticklabels(minor=True) if t.get_text()}
     assert {"0.3", "0.5", "2", "3", "5"} <= shown and "7" not in shown
     plt.close(fig)
+
+
+def test_the_notebook_table_gives_every_accuracy_four_decimals(scaled):
+    _, out = scaled
+    summary = json.loads((out / "summary.json").read_text())
+    text = scaling_markdown(summary, out / "summary.json")
+    rows = [line.split(" | ") for line in text.splitlines() if line.startswith("| 16 |")]
+    accuracies = [rows[0][1], rows[0][4]]  # LoRA's and full fine-tuning's
+    assert all(len(a.split(".")[1]) == 4 for a in accuracies), accuracies
