@@ -84,9 +84,9 @@ def accuracy_finding(results: dict, *, seeded: list[dict] | None = None) -> str:
     runs = results["runs"]
     if seeded and len(seeded) > 1 and {"lora", "full"} <= set(seeded_names(seeded)):
         c = seeded_comparison(seeded, "lora", "full")
-        verdict = "differ" if c["supported"] else "are not separated by the seeds"
+        verdict = "differ" if c["supported"] else "not separated"
         return (
-            f"LoRA and full fine-tuning over {len(seeded)} seeds {verdict}: "
+            f"LoRA and full fine-tuning, {len(seeded)} seeds: {verdict}, "
             f"{format_points(c['gap_points'])} points apart on average"
         )
     comparison = lora_full_comparison(results)

@@ -1016,17 +1016,20 @@ def summary_markdown(
             f"{relation(compare_runs(lora, base), 'LoRA', 'the baseline')}."
         )
     names = set(seeded_names(seeded)) if several else set()
-    over = f"Over {len(seeded)} training seeds, " if several else ""
+
+    def over_seeds(a: str, b: str, name_a: str, name_b: str) -> str:
+        c = seeded_comparison(seeded, a, b)
+        return _capital(seeded_relation(c, name_a, name_b, seeds=len(seeded)))
+
     if {"lora", "full"} <= names:
-        text = seeded_relation(
-            seeded_comparison(seeded, "lora", "full"), "LoRA", "full fine-tuning"
-        )
-        lines.append(f"- **Against full fine-tuning.** {over}{text}.")
+        text = over_seeds("lora", "full", "LoRA", "full fine-tuning")
+        lines.append(f"- **Against full fine-tuning.** {text}.")
     elif gap := compare_lora_to_full(results):
         lines.append(f"- **Against full fine-tuning.** {gap}")
     if {"head", "lora"} <= names:
-        text = seeded_relation(seeded_comparison(seeded, "lora", "head"), "LoRA", "the probe")
-        lines.append(f"- **Against a linear probe.** {over}{text}.")
+        lines.append(
+            f"- **Against a linear probe.** {over_seeds('lora', 'head', 'LoRA', 'the probe')}."
+        )
     elif {"head", "lora"} <= set(runs):
         lines.append(
             f"- **Against a linear probe.** Training only the head reaches "
@@ -1400,9 +1403,10 @@ def seed_table(spread: dict):
     return pd.DataFrame(rows).set_index("run")
 
 
-def seeded_relation(comparison: dict, name_a: str, name_b: str) -> str:
+def seeded_relation(comparison: dict, name_a: str, name_b: str, *, seeds: int | None = None) -> str:
     """'A is 2.4 points above B on average, and every seed agrees (evidence)', or 'the seeds
-    do not separate A and B ...': `compare_seeded`'s decision in words."""
+    do not separate A and B ...': `compare_seeded`'s decision in words; `seeds` names how many
+    ('over 3 training seeds, A is ...', 'the 3 training seeds do not separate ...')."""
     c = comparison
     basis = (
         f"seeds' ranges {'apart' if c['ranges_apart'] else 'overlap'}; McNemar {_p(c['p_value'])} "
@@ -1411,12 +1415,13 @@ def seeded_relation(comparison: dict, name_a: str, name_b: str) -> str:
     gap = format_points(c["gap_points"])
     if c["supported"]:
         side = "above" if c["gap_points"] > 0 else "below"
+        over = f"over {seeds} training seeds, " if seeds else ""
         return (
-            f"{name_a} is {gap} points {side} {name_b} on average, and every seed agrees ({basis})"
+            f"{over}{name_a} is {gap} points {side} {name_b} on average, and every seed agrees "
+            f"({basis})"
         )
-    return (
-        f"the seeds do not separate {name_a} and {name_b}: {gap} points apart on average ({basis})"
-    )
+    which = f"the {seeds} training seeds" if seeds else "the seeds"
+    return f"{which} do not separate {name_a} and {name_b}: {gap} points apart on average ({basis})"
 
 
 def _mean_sd(s: dict) -> str:
@@ -1477,4 +1482,5 @@ def seeds_markdown(seeded: list[dict], source, command: str) -> str:
 
 
 def _capital(text: str) -> str:
-    return text[:1].upper() + text[1:]
+    """The first letter up, unless the text starts with a rank's name (r=8)."""
+    return text if text.startswith("r=") else text[:1].upper() + text[1:]

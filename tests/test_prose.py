@@ -434,9 +434,12 @@ def test_summary_and_limits_over_seeds_say_what_every_seed_supports(clear, tie):
     # Seed 2 turns LoRA's lead over full fine-tuning round: the seeds do not separate them.
     second = {**tie, "config": {**tie["config"], "seed": 8}}
     summary = summary_markdown(clear, seeded=[clear, second])
-    assert "Over 2 training seeds, the seeds do not separate LoRA and full fine-tuning" in summary
+    assert "The 2 training seeds do not separate LoRA and full fine-tuning" in summary
     assert "LoRA is 10.0 points above full fine-tuning" not in summary
     assert summary_markdown(clear, seeded=[clear]) == summary_markdown(clear)
     both = summary_markdown(clear, seeded=[clear, clear])
     assert "Over 2 training seeds, LoRA is 10.0 points above full fine-tuning on average" in both
     assert "2 training seeds on one data sample" in limits_markdown(clear, seeds=2)
+    assert "3 seeds" not in plotting.accuracy_finding(clear, seeded=[clear])
+    title = plotting.accuracy_finding(clear, seeded=[clear, second])
+    assert title == "LoRA and full fine-tuning, 2 seeds: not separated, 5.0 points apart on average"
