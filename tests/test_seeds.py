@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import shlex
 
 import pytest
 
 from lft_helpers import cli
+from lft_helpers.config import make_config
 from lft_helpers.errors import LFTError
-from lft_helpers.experiment import further_seeds, training_seeds
+from lft_helpers.experiment import further_seeds, run_seeded, seeds_command, training_seeds
 from lft_helpers.reporting import (
     load_results,
     seed_spread,
@@ -125,3 +127,17 @@ def test_the_seeds_section_names_their_source_and_what_they_support(seeded):
     assert "- **LoRA vs full fine-tuning.** " in text
     alone = seeds_markdown(runs[:1], out / "seeds", "python -m lft_helpers compare --seeds 3")
     assert alone.startswith("Only this run's seed is at hand. `python -m lft_helpers compare")
+
+
+def test_the_command_a_notebook_names_adds_seeds_to_its_run(
+    tiny_model_dir, synthetic_data_dir, tmp_path, capsys
+):
+    config = make_config(
+        "smoke", model=str(tiny_model_dir), data=str(synthetic_data_dir), output_dir=str(tmp_path)
+    )
+    run_seeded(config, ["lora"], log=lambda line: None)  # the notebook's own run
+    command = shlex.split(seeds_command(config, "compare", seeds=2))
+    assert command[:4] == ["python", "-m", "lft_helpers", "compare"]
+    assert cli.main(command[3:]) == 0
+    assert "Seed 42: finished before, kept" in capsys.readouterr().out
+    assert [r["config"]["seed"] for r in further_seeds(config)] == [43]
