@@ -15,7 +15,7 @@ from pathlib import Path
 from .bench import add_bench_flags, cmd_bench
 from .config import Config, describe_default, make_config
 from .errors import LFTError
-from .experiment import SEEDS, SEEDS_RULE, check_seeds, run_seeded
+from .experiment import SEEDS, SEEDS_RULE, check_seeds, further_seeds, run_seeded
 from .flags import add_dataclass_flags, names_parser, values_from_args
 from .long_reviews import compare_truncation, describe_truncation, load_finished_run
 from .methods import (
@@ -314,10 +314,11 @@ def report_seeds(output_dir, seeds: int) -> None:
     print(f"Seeds: {Path(output_dir) / SEEDS}, each seed's run in {Path(output_dir) / 'seeds'}")
 
 
-def write_compare_figures(output_dir) -> None:
-    """Accuracy bars and accuracy against trainable parameters, beside results.json."""
-    results, out = load_results(output_dir), Path(output_dir)
-    plot_accuracy(results, out / "accuracy.png")
+def write_compare_figures(config: Config) -> None:
+    """Accuracy bars (over the seeds, where there are several) and accuracy against trainable
+    parameters, beside results.json."""
+    results, out = load_results(config.output_dir), Path(config.output_dir)
+    plot_accuracy(results, out / "accuracy.png", seeded=[results, *further_seeds(config)])
     plot_params_vs_accuracy(results, out / "params_vs_accuracy.png")
     print(f"Figures written to {out / 'accuracy.png'} and {out / 'params_vs_accuracy.png'}")
 
@@ -381,8 +382,9 @@ def cmd_sweep(args, argv) -> int:
         command=command_line(argv),
         **kwargs,
     )
-    out = Path(sweep_config(config, **budget).output_dir)
-    plot_sweep(results, out / "sweep.png")
+    swept = sweep_config(config, **budget)
+    out = Path(swept.output_dir)
+    plot_sweep(results, out / "sweep.png", seeded=[results, *further_seeds(swept)])
     print(format_table(sweep_table(results)))
     print(f"Results written to {out / 'results.json'}, figure to {out / 'sweep.png'}")
     report_seeds(out, args.seeds)
@@ -495,7 +497,7 @@ def main(argv=None) -> int:
             if args.command == "compare":
                 code = cmd_run(args, args.variants, argv)
                 if is_main_process():
-                    write_compare_figures(config_from_args(args).output_dir)
+                    write_compare_figures(config_from_args(args))
                 return code
             if args.command == "scaling":
                 return cmd_scaling(args, argv)
