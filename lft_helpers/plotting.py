@@ -20,6 +20,7 @@ from .reporting import (
     seed_spread,
     seeded_comparison,
     seeded_names,
+    several_seeds,
     suite_budget_note,
     sweep_headline,
 )
@@ -82,7 +83,7 @@ def accuracy_finding(results: dict, *, seeded: list[dict] | None = None) -> str:
     """The accuracy chart's headline: LoRA against full fine-tuning (over the seeds when
     `seeded` holds several), or the best variant."""
     runs = results["runs"]
-    if seeded and len(seeded) > 1 and {"lora", "full"} <= set(seeded_names(seeded)):
+    if several_seeds(seeded) and {"lora", "full"} <= set(seeded_names(seeded)):
         c = seeded_comparison(seeded, "lora", "full")
         verdict = "differ" if c["supported"] else "not separated"
         return (
@@ -131,7 +132,7 @@ def _label_line(ax, y: float, text: str) -> None:
 def _seed_points(seeded: list[dict] | None, names: list[str]) -> dict | None:
     """Per run the seeds' spread (`seed_spread`), when `seeded` holds several seeds of all of
     `names`; else None, and a figure shows this run with its 95% intervals."""
-    if not seeded or len(seeded) < 2 or not set(names) <= set(seeded_names(seeded)):
+    if not several_seeds(seeded) or not set(names) <= set(seeded_names(seeded)):
         return None
     return seed_spread(seeded)["runs"]
 

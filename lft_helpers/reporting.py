@@ -715,10 +715,16 @@ def rank_trend(results: dict, *, seeded: list[dict] | None = None) -> dict:
     }
 
 
+def several_seeds(seeded: list[dict] | None) -> bool:
+    """Whether `seeded` (a run and its further training seeds) holds more than the run: the one
+    test for every sentence and figure that switches to what the seeds support."""
+    return bool(seeded) and len(seeded) > 1
+
+
 def _beats(results: dict, seeded: list[dict] | None):
     """Whether run `a` is clearly more accurate than run `b`: by the paired test of this run,
     or, with several seeds, by what every seed and the pooled test support."""
-    if seeded and len(seeded) > 1:
+    if several_seeds(seeded):
 
         def by_seeds(a: str, b: str) -> bool:
             c = seeded_comparison(seeded, a, b)
@@ -736,7 +742,7 @@ def _beats(results: dict, seeded: list[dict] | None):
 
 def _accuracy_of(results: dict, seeded: list[dict] | None):
     """Each run's accuracy: this run's, or with several seeds their mean."""
-    if seeded and len(seeded) > 1:
+    if several_seeds(seeded):
         return lambda name: float(np.mean([r["runs"][name]["accuracy"] for r in seeded]))
     return lambda name: results["runs"][name]["accuracy"]
 
@@ -752,7 +758,7 @@ def sweep_headline(results: dict, *, seeded: list[dict] | None = None) -> str:
     acc = _accuracy_of(results, seeded)
     low, high = series[0], series[-1]
     ends = f"{acc(low):.3f} at r={runs[low]['r']}, {acc(high):.3f} at r={runs[high]['r']}"
-    if seeded and len(seeded) > 1:
+    if several_seeds(seeded):
         ends += f" (mean of {len(seeded)} seeds)"
     if trend["case"] == "flat":
         return f"No rank clearly beats r={runs[low]['r']}: {ends}"
@@ -766,7 +772,7 @@ def sweep_finding(results: dict, *, seeded: list[dict] | None = None) -> str:
     `seeded` (the sweep over several training seeds), by what every seed supports."""
     runs = results["runs"]
     series, others = rank_series(results)
-    several = bool(seeded) and len(seeded) > 1
+    several = several_seeds(seeded)
 
     def rel(a: str, b: str) -> str:
         if several:
@@ -1001,7 +1007,7 @@ def summary_markdown(
     `sweep_seeded` (this run and its further training seeds), the comparisons and the rank
     trend say what every seed supports."""
     runs = results["runs"]
-    several = bool(seeded) and len(seeded) > 1
+    several = several_seeds(seeded)
     lines = [f"- **Setup.** {describe_setup(results)}"]
     if {"baseline", "lora"} <= set(runs):
         base, lora = runs["baseline"], runs["lora"]
@@ -1051,20 +1057,18 @@ def limits_markdown(results: dict, sweep: dict | None = None, *, seeds: int = 1)
     run = results["runs"].get("lora") or next(iter(results["runs"].values()))
     low, high = _ci(run)
     interval = (
-        f"the 95% intervals are about ±{100 * (high - low) / 2:.1f} points at "
-        f"{_eval_size(results):,} evaluation reviews"
+        f"about ±{100 * (high - low) / 2:.1f} points at {_eval_size(results):,} evaluation reviews"
     )
     if seeds > 1:
         text = (
             f"**Limits of this run.** {seeds} training seeds on one data sample: the seeds show "
-            f"how much training noise moves accuracy, and {interval}; a new sample of training "
-            "reviews could move it further."
+            f"how much training noise moves accuracy, and the 95% intervals are {interval}; a new "
+            "sample of training reviews could move it further."
         )
     else:
         text = (
             f"**Limits of this run.** One seed and one data sample: the 95% intervals are the "
-            f"honest error bars, about ±{100 * (high - low) / 2:.1f} points at "
-            f"{_eval_size(results):,} evaluation reviews."
+            f"honest error bars, {interval}."
         )
     if sweep:
         text += (
@@ -1465,7 +1469,7 @@ def seeds_provenance(seeded: list[dict], source) -> str:
 def seeds_markdown(seeded: list[dict], source, command: str) -> str:
     """The four-way comparison over training seeds: where the seeds come from, the spread per
     run and what the seeds support; with one seed at hand, the command that adds more."""
-    if len(seeded) < 2:
+    if not several_seeds(seeded):
         return (
             f"Only this run's seed is at hand. `{command}` trains further seeds into "
             f"`{source}` (it keeps this run as the first), and this cell then shows them."
