@@ -113,10 +113,11 @@ class Config:
     )
     fast_training: bool = option(
         True,
-        "train on the plain path: the model's dropout on, and frozen weights kept in fp32 and "
-        "cast by autocast at every use (default: the fast path, with the model's dropout off, "
-        "or only its attention dropout when every weight trains, and frozen weights held in "
-        "the mixed precision)",
+        "train on the plain path: the model's dropout on, frozen weights kept in fp32 and "
+        "cast by autocast at every use, and attention in the mixed precision (default: the fast "
+        "path, with the model's dropout off, or only its attention dropout when every weight "
+        "trains, frozen weights held in the mixed precision, and on a CPU attention trained in "
+        "fp32)",
         flag="--plain-training",
     )
     logging_steps: int = option(10, "log the training loss every N steps")

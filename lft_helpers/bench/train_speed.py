@@ -52,20 +52,30 @@ TRAINING_STEPS = {
     "lora": (
         NAIVE,
         BEFORE,
-        TrainingStep("frozen", "+ frozen weights held in {p}", fast={"dropout": "kept"}),
+        TrainingStep(
+            "frozen",
+            "+ frozen weights held in {p}",
+            fast={"dropout": "kept", "fp32_attention": False},
+        ),
         TrainingStep(
             "attention",
             "+ no attention dropout (SDPA's fused kernel)",
-            fast={"dropout": "attention"},
+            fast={"dropout": "attention", "fp32_attention": False},
         ),
-        TrainingStep("fast", "+ no dropout in the frozen model: the default", fast=AUTO),
+        TrainingStep(
+            "dropout", "+ no dropout in the frozen model", fast={**AUTO, "fp32_attention": False}
+        ),
+        TrainingStep("fast", "+ attention in fp32 on a CPU: the default", fast=AUTO),
     ),
     "full": (
         NAIVE,
         BEFORE,
         TrainingStep(
-            "fast", "+ no attention dropout (SDPA's fused kernel): the default", fast=AUTO
+            "attention",
+            "+ no attention dropout (SDPA's fused kernel)",
+            fast={**AUTO, "fp32_attention": False},
         ),
+        TrainingStep("fast", "+ attention in fp32 on a CPU: the default", fast=AUTO),
     ),
 }
 
