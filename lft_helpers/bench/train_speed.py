@@ -20,7 +20,13 @@ import numpy as np
 from ..config import Config
 from ..evaluation import compute_metrics, predict_logits
 from ..runtime import resolve_precision
-from ..training import build_trainer, make_fast_training_callback, unwrap_mixed_precision
+from ..training import (
+    build_trainer,
+    make_fast_training_callback,
+    micro_batch_limit,
+    micro_batches,
+    unwrap_mixed_precision,
+)
 from .flops import StepCost, add_flop_rates, training_step_cost
 from .subjects import build_base_model, build_lora_model
 
@@ -37,6 +43,7 @@ class TrainingStep:
     grouped: bool = True  # dynamic padding, length-grouped batches (else padded, random)
     mixed: bool = True  # the configured mixed precision (else fp32)
     fast: dict | None = None  # options of training.make_fast_training_callback
+    micro: bool = False  # the configured micro-batches (else whole batches)
 
 
 # Each step adds one change to the one before. `before` is the fast path as it was before the
@@ -65,7 +72,13 @@ TRAINING_STEPS = {
         TrainingStep(
             "dropout", "+ no dropout in the frozen model", fast={**AUTO, "fp32_attention": False}
         ),
-        TrainingStep("fast", "+ attention in fp32 on a CPU: the default", fast=AUTO),
+        TrainingStep("fp32", "+ attention in fp32 on a CPU", fast=AUTO),
+        TrainingStep(
+            "fast",
+            "+ micro-batches of {m}, gradients accumulated: the default",
+            fast=AUTO,
+            micro=True,
+        ),
     ),
     "full": (
         NAIVE,
@@ -75,7 +88,13 @@ TRAINING_STEPS = {
             "+ no attention dropout (SDPA's fused kernel)",
             fast={**AUTO, "fp32_attention": False},
         ),
-        TrainingStep("fast", "+ attention in fp32 on a CPU: the default", fast=AUTO),
+        TrainingStep("fp32", "+ attention in fp32 on a CPU", fast=AUTO),
+        TrainingStep(
+            "fast",
+            "+ micro-batches of {m}, gradients accumulated: the default",
+            fast=AUTO,
+            micro=True,
+        ),
     ),
 }
 
@@ -213,11 +232,24 @@ def run_steps(model, dataset, tokenizer, config: Config, *, learning_rate, rows,
     return trainer
 
 
-def step_flops(cost: StepCost, lengths, rows, *, pad_to: int | None) -> tuple[float, float]:
-    """FLOPs needed (real tokens) and computed (padded tokens) by the steps over `rows`."""
-    useful = executed = 0.0
+def forward_passes(rows, most: int) -> list:
+    """The reviews of each forward pass: each batch of `rows` in the parts the Trainer runs
+    (`training.micro_batches`; `most` 0: whole batches)."""
+    passes = []
     for batch in rows:
-        real = [lengths[i] for i in batch]
+        size, _ = micro_batches(len(batch), most)
+        passes += [batch[i : i + size] for i in range(0, len(batch), size)]
+    return passes
+
+
+def step_flops(
+    cost: StepCost, lengths, rows, *, pad_to: int | None, micro: int = 0
+) -> tuple[float, float]:
+    """FLOPs needed (real tokens) and computed (padded tokens) by the steps over `rows`, each
+    forward pass padded to its longest review (or to `pad_to`)."""
+    useful = executed = 0.0
+    for part in forward_passes(rows, micro):
+        real = [lengths[i] for i in part]
         useful += cost.flops(real)
         executed += cost.flops([pad_to or max(real)] * len(real))
     return useful, executed
@@ -257,7 +289,12 @@ def measure_training(
     extra = [rows[len(rows) // 2]]
     pad_to = None if step.grouped else config.max_length
     precision = resolve_precision(config.precision) if step.mixed else "fp32"
-    step_config = config.replace(precision=precision, fast_training=False)
+    step_config = config.replace(
+        precision=precision,
+        fast_training=step.fast is not None,  # the fast path's automatic micro-batches
+        micro_batch_size=config.micro_batch_size if step.micro else config.train_batch_size,
+    )
+    micro = micro_batch_limit(step_config)
     model, learning_rate = build_variant(spec, step_config, variant)
     cost = training_step_cost(model)
     clock = make_step_clock(profile_step=warmup + steps if profile else None)
@@ -274,22 +311,30 @@ def measure_training(
     )
     start = clock.ends[warmup - 1] if warmup else clock.begins[0]
     seconds = clock.ends[warmup + steps - 1] - start
-    useful, executed = step_flops(cost, lengths, rows, pad_to=pad_to)
+    useful, executed = step_flops(cost, lengths, rows, pad_to=pad_to, micro=micro)
     result = {
         "step": step.name,
-        "description": step.description.format(p=resolve_precision(config.precision)),
+        "description": step.description.format(
+            p=resolve_precision(config.precision),
+            m=micro_batches(config.train_batch_size, micro)[0],
+        ),
         "variant": variant,
         "precision": precision,
         "padding": f"max_length {config.max_length}" if pad_to else "dynamic",
         "order": "length-grouped" if step.grouped else "random",
         "fast_training": step.fast,
         "batch_size": config.train_batch_size,
+        "micro_batch_size": micro_batches(config.train_batch_size, micro)[0],
         "steps": steps,
         "warmup_steps": warmup,
         "seconds": round(seconds, 3),
         "samples_per_s": round(sum(len(r) for r in rows) / seconds, 3),
         "real_tokens": int(sum(lengths[i] for r in rows for i in r)),
-        "computed_tokens": int(sum(len(r) * (pad_to or max(lengths[i] for i in r)) for r in rows)),
+        "computed_tokens": int(
+            sum(
+                len(p) * (pad_to or max(lengths[i] for i in p)) for p in forward_passes(rows, micro)
+            )
+        ),
         "gflop_per_step": round(useful / steps / 1e9, 3),
         "step_cost": asdict(cost),
     }
