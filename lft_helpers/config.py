@@ -91,13 +91,9 @@ class Config:
     micro_batch_size: int = option(
         0,
         "most reviews per forward and backward pass: a larger training batch runs in equal "
-        "parts that fit, their gradients adding up to the batch's (0: automatic, on a CPU "
-        "parts of at most 4,096 tokens at --max-length on the fast training path, else the "
-        "whole batch)",
+        "parts that fit, their gradients adding up to the batch's (0: the whole batch)",
     )
-    # On a 2-core CPU at max length 256, 32 evaluated 7% faster than 64, with the same
-    # predictions (docs/performance.md); GPUs take the full preset's 128.
-    eval_batch_size: int = option(32, "evaluation batch size")
+    eval_batch_size: int = option(64, "evaluation batch size")
     lora_r: int = option(8, "LoRA rank r")
     lora_alpha: int = option(16, "LoRA scaling alpha (the update is scaled by alpha / r)")
     # 0, like the model's own dropout under fast_training: on a CPU, drawing a dropout mask

@@ -11,22 +11,12 @@ from .config import Config
 from .errors import LFTError
 from .runtime import PeakMemory, device_name, resolve_precision, torch_dtype
 
-# On a CPU, training ran fastest with about this many tokens per forward pass: at max length
-# 512, micro-batches of 8 trained MiniLM and DistilBERT-base 1.16x faster than batches of 16
-# (less padding, activations nearer the cache); at 256, batches of 16 were as fast as any part
-# of them (docs/performance.md).
-CPU_PASS_TOKENS = 4096
-
 
 def micro_batch_limit(config: Config) -> int:
-    """Most reviews per forward pass (0: the whole batch): `config.micro_batch_size`, or where
-    that is 0 (automatic), on a CPU's fast training path as many as `CPU_PASS_TOKENS` allow at
-    `config.max_length`, and elsewhere the whole batch."""
-    if config.micro_batch_size:
-        return config.micro_batch_size
-    if config.fast_training and device_name() == "cpu":
-        return max(1, CPU_PASS_TOKENS // config.max_length)
-    return 0
+    """Most reviews per forward pass (0: the whole batch). Not automatic on any device: on a
+    CPU at max length 512, parts of 8 measured 1.16x in short probes but 0.94-0.99x in the
+    committed bench (docs/performance.md), so whole batches stay the default."""
+    return config.micro_batch_size
 
 
 def micro_batches(batch_size: int, most: int) -> tuple[int, int]:

@@ -291,7 +291,7 @@ def measure_training(
     precision = resolve_precision(config.precision) if step.mixed else "fp32"
     step_config = config.replace(
         precision=precision,
-        fast_training=step.fast is not None,  # the fast path's automatic micro-batches
+        fast_training=step.fast is not None,
         micro_batch_size=config.micro_batch_size if step.micro else config.train_batch_size,
     )
     micro = micro_batch_limit(step_config)
