@@ -185,10 +185,10 @@ def test_bench_trains_step_by_step_and_checks_the_loss(bench_run):
     (model,) = report["models"].values()
     train = model["train"]
     names = [step["step"] for step in train["steps"]]
-    assert names == ["naive", "before", "frozen", "attention", "dropout", "fp32", "fast"]
+    assert names == ["naive", "before", "frozen", "attention", "dropout", "fast"]
     # Full fine-tuning freezes nothing, and keeps its hidden dropout: its default turns off only
     # the attention dropout.
-    full = ["naive", "before", "attention", "fp32", "fast"]
+    full = ["naive", "before", "attention", "fast"]
     assert [step["step"] for step in train["full"]["steps"]] == full
     assert train["steps"][1] == train["before"] and train["steps"][-1] == train["fast"]
     assert train["gain_over_before"] == pytest.approx(

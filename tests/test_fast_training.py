@@ -31,6 +31,19 @@ class Probe(TrainerCallback):
         self.seen.append((frozen.dtype, lora["default"].weight.dtype, max(dropouts), attention))
 
 
+def training_config(tiny_config, **changes):
+    """A tiny bf16 LoRA run on every linear layer that trains far enough to be judged."""
+    return tiny_config.replace(
+        precision="bf16",
+        target_modules=ALL_LINEAR,
+        learning_rate=1e-2,
+        train_size=96,
+        val_size=8,
+        epochs=4.0,
+        **changes,
+    )
+
+
 def fresh_lora(config):
     transformers.set_seed(0)  # the same head and adapters for every path compared
     return wrap_with_lora(load_model(config), config)
@@ -125,15 +138,7 @@ def test_frozen_weights_in_bf16_change_no_number(tiny_config, tmp_path):
     base = transformers.AutoConfig.from_pretrained(model_dir)
     base.update({"dropout": 0.0, "attention_dropout": 0.0, "seq_classif_dropout": 0.0})
     base.save_pretrained(model_dir)
-    config = tiny_config.replace(
-        model=str(model_dir),
-        precision="bf16",
-        target_modules=ALL_LINEAR,
-        learning_rate=1e-2,
-        train_size=96,
-        val_size=8,
-        epochs=4.0,
-    )
+    config = training_config(tiny_config, model=str(model_dir))
     prepared = prepare_data(config)
     trained = {}
     # Attention in fp32 is more exact than autocast's bf16, so it does change numbers: it is
@@ -202,14 +207,7 @@ def test_fp32_attention_trains_within_the_loss_tolerance(tiny_config, tmp_path):
     """The bench keeps a step only if its loss after the same batches stays within
     LOSS_TOLERANCE of an fp32 training's; on a tiny model, attention in fp32 must not move the
     loss further from fp32's than that beyond where bf16 attention left it."""
-    config = tiny_config.replace(
-        precision="bf16",
-        target_modules=ALL_LINEAR,
-        learning_rate=1e-2,
-        train_size=96,
-        val_size=8,
-        epochs=4.0,
-    )
+    config = training_config(tiny_config)
     prepared = prepare_data(config)
     losses = {}
     for fp32 in (False, True):
