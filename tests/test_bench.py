@@ -201,8 +201,29 @@ def test_bench_trains_step_by_step_and_checks_the_loss(bench_run):
     # alike, it must land on exactly the same loss.
     assert check["differences"]["before"] == 0.0
     assert check["loss_before_training"] != check["reference_loss"]
+    # A second fp32 reference from another seed sets how finely a step can be judged.
+    assert check["reference_seed_spread"] > 0.0
+    assert check["tolerance"] == max(check["tolerance_floor"], check["reference_seed_spread"])
     assert model["checks"]["lora_loss_within_tolerance"]["met"] is check["within"]
     assert "train LoRA, step by step" in stdout and "default vs before" in stdout
+
+
+def test_loss_check_tolerance_is_the_references_own_seed_spread_at_least():
+    def entry(step, loss, order="length-grouped"):
+        return {"step": step, "loss_after": loss, "order": order, "held_out_reviews": 4}
+
+    steps = [entry("naive", 0.9, "random"), entry("before", 0.60), entry("fast", 0.65)]
+    reference = {**entry("reference", 0.60), "samples_per_s": 1.0}
+    # Alone, the reference gives the floor: the fast step is 0.05 above it and fails.
+    alone = train_speed.loss_check_of(steps, reference, start=0.7)
+    assert alone["tolerance"] == train_speed.LOSS_TOLERANCE and not alone["within"]
+    assert set(alone["differences"]) == {"before", "fast"}
+    # fp32 from another seed landing 0.08 away shows 0.05 is within fp32's own noise.
+    noisy = train_speed.loss_check_of(steps, reference, {"loss_after": 0.52}, start=0.7)
+    assert noisy["reference_seed_spread"] == pytest.approx(0.08) and noisy["within"]
+    # A tight spread does not lower the floor.
+    tight = train_speed.loss_check_of(steps, reference, {"loss_after": 0.601}, start=0.7)
+    assert tight["tolerance"] == train_speed.LOSS_TOLERANCE and not tight["within"]
 
 
 def test_bench_profiles_one_fast_training_step(bench_run):

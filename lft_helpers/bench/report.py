@@ -261,7 +261,14 @@ def format_training_steps(tr: dict) -> list[str]:
             f"    default vs before: {part['gain_over_before']:.2f}x"
             + (
                 f"; Δloss vs fp32 reference ({check['reference_loss']:.4f}, from "
-                f"{check['loss_before_training']:.4f} untrained) at most +{check['tolerance']}: "
+                f"{check['loss_before_training']:.4f} untrained) at most +{check['tolerance']:.3f}"
+                + (
+                    f" (fp32's own seed-to-seed spread {check['reference_seed_spread']:.3f}, "
+                    f"floor {check['tolerance_floor']})"
+                    if check.get("reference_seed_spread") is not None
+                    else ""
+                )
+                + ": "
                 f"{'yes' if check['within'] else 'NO'}"
                 if check
                 else ""
