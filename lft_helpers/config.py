@@ -125,6 +125,14 @@ class Config:
         "fp32)",
         flag="--plain-training",
     )
+    keep_freed_memory: bool = option(
+        True,
+        "let the C library hand memory freed between steps back to the OS (default: on a CPU "
+        "with glibc, keep it for reuse: each step's activations then land on pages already "
+        "mapped instead of fresh ones the kernel must zero, and resident memory stays at its "
+        "peak)",
+        flag="--default-allocator",
+    )
     logging_steps: int = option(10, "log the training loss every N steps")
     eval_steps: int = option(50, "validation loss every N steps")
     save_steps: int = option(0, "checkpoint every N steps for --resume (0: never)")

@@ -28,7 +28,7 @@ from .modeling import (
     model_source,
 )
 from .reporting import build_results, load_results, write_json_atomic
-from .runtime import is_main_process, world_size
+from .runtime import configure_allocator, is_main_process, world_size
 from .training import train_model
 
 RESULTS, PARTIAL = "results.json", "results.partial.json"
@@ -100,6 +100,7 @@ def save_run(
 
 def score_model(model, prepared: Prepared, config: Config) -> dict:
     """Everything the results file keeps about one model on the eval subset."""
+    configure_allocator(config.keep_freed_memory)
     scored = evaluate_model(
         model, prepared.eval, prepared.tokenizer, config.eval_batch_size, config.precision
     )

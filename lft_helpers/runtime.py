@@ -204,6 +204,12 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e6
 
 
+def configure_allocator(keep_freed: bool) -> bool:
+    """On a CPU, keep freed memory for reuse if `keep_freed` (see `keep_freed_memory`); True
+    where it is kept. Process-wide, and not undone: later work in the process gains too."""
+    return keep_freed and device_name() == "cpu" and keep_freed_memory()
+
+
 def keep_freed_memory() -> bool:
     """Stop glibc handing large freed blocks back to the OS (False where not glibc).
 

@@ -9,7 +9,13 @@ from pathlib import Path
 
 from .config import Config
 from .errors import LFTError
-from .runtime import PeakMemory, device_name, resolve_precision, torch_dtype
+from .runtime import (
+    PeakMemory,
+    configure_allocator,
+    device_name,
+    resolve_precision,
+    torch_dtype,
+)
 
 
 def micro_batch_limit(config: Config) -> int:
@@ -233,7 +239,7 @@ def fast_training_callbacks(config: Config) -> list:
     return [make_fast_training_callback(resolve_precision(config.precision))]
 
 
-def describe_training_path(config: Config, callbacks) -> dict:
+def describe_training_path(config: Config, callbacks, *, freed_memory_kept: bool = False) -> dict:
     """What results.json records about how a model was trained: what the fast training
     callbacks did (their `applied`), or the plain path."""
     applied = {"frozen_weights": "fp32", "model_dropout": "kept", "attention": "as the model's"}
@@ -246,6 +252,7 @@ def describe_training_path(config: Config, callbacks) -> dict:
         "lora_dropout": config.lora_dropout,
         "micro_batch_size": micro,
         "accumulation_steps": parts,
+        "freed_memory_kept": freed_memory_kept,
     }
 
 
@@ -484,6 +491,7 @@ def train_model(
     `optimizer` ({"name": ..., options}) replaces the Trainer's AdamW with a builder from
     `OPTIMIZERS`; `callbacks` name extra callbacks from `CALLBACKS` (see `specs.Spec`).
     """
+    kept = configure_allocator(config.keep_freed_memory)
     fast = fast_training_callbacks(config)
     trainer = build_trainer(
         model,
@@ -520,7 +528,7 @@ def train_model(
         "memory_increase_mb": round(memory.peak_mb - memory.start_mb, 1),
         "memory_device": device_name(),
         "precision": resolve_precision(config.precision),
-        "training_path": describe_training_path(config, fast),
+        "training_path": describe_training_path(config, fast, freed_memory_kept=kept),
         **state_bytes(model, trainer.optimizer),
         "history": history,
         **({"resumed_from_step": first} if checkpoint else {}),
