@@ -204,10 +204,18 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e6
 
 
+_freed_memory_kept = False
+
+
 def configure_allocator(keep_freed: bool) -> bool:
-    """On a CPU, keep freed memory for reuse if `keep_freed` (see `keep_freed_memory`); True
-    where it is kept. Process-wide, and not undone: later work in the process gains too."""
-    return keep_freed and device_name() == "cpu" and keep_freed_memory()
+    """On a CPU, keep freed memory for reuse if `keep_freed` (see `keep_freed_memory`); whether
+    this process keeps it. Process-wide and never undone (glibc offers no way back to its
+    adaptive defaults), so once kept it stays kept, and the answer says so even where
+    `keep_freed` is False: a results file must not claim the default allocator then."""
+    global _freed_memory_kept
+    if keep_freed and not _freed_memory_kept and device_name() == "cpu":
+        _freed_memory_kept = keep_freed_memory()
+    return _freed_memory_kept
 
 
 def keep_freed_memory() -> bool:

@@ -68,8 +68,9 @@ def train(config, prepared, out, monkeypatch=None):
 
 @pytest.mark.parametrize("fast", [True, False])
 def test_changes_hold_while_training_and_are_undone_after(tiny_config, tmp_path, monkeypatch, fast):
-    # The allocator setting rides along: kept on the fast path, the C library's default on the
-    # plain one (this suite runs on Linux with glibc, where mallopt can keep it).
+    # Freed memory kept rides along on the fast path (this suite runs on Linux with glibc, where
+    # mallopt can keep it); tests/test_runtime.py checks that asking for the default later in the
+    # same process does not claim it back.
     config = tiny_config.replace(precision="bf16", fast_training=fast, keep_freed_memory=fast)
     prepared = prepare_data(config)
     fresh = fresh_lora(config)
@@ -89,7 +90,8 @@ def test_changes_hold_while_training_and_are_undone_after(tiny_config, tmp_path,
     assert [m.p for m in model.modules() if isinstance(m, torch.nn.Dropout)] == rates
     path = result["training_path"]
     assert path["fast_training"] is fast and path["lora_dropout"] == config.lora_dropout
-    assert path["freed_memory_kept"] is fast
+    if fast:
+        assert path["freed_memory_kept"] is True
     assert (path["frozen_weights"], path["model_dropout"], path["attention"]) == (
         ("bf16", "off", "fp32") if fast else ("fp32", "kept", "as the model's")
     )

@@ -1,5 +1,8 @@
 """Mixed precision follows what the hardware computes natively, never what it only emulates."""
 
+import subprocess
+import sys
+
 import pytest
 import torch
 
@@ -80,3 +83,16 @@ def test_a_flag_must_match_whole_and_no_cpuinfo_means_no_flags(pretend_cpuinfo):
     pretend_cpuinfo("")  # not Linux: no /proc/cpuinfo
     assert runtime.cpu_flags() == frozenset() and not runtime.cpu_supports_bf16()
     assert runtime.cpu_name()  # falls back to the platform's answer
+
+
+def test_freed_memory_once_kept_stays_kept_and_says_so():
+    """mallopt cannot be undone, so a later request for the default allocator must not be
+    recorded as having it; checked in a fresh process, whose allocator no test has touched."""
+    script = (
+        "from lft_helpers.runtime import configure_allocator as c; "
+        "print(c(False), c(True), c(False))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert out == ["False", "True", "True"]

@@ -13,7 +13,7 @@ import numpy as np
 from ..hub import display_name
 from ..modeling import OFFLINE_ALIAS, load_tokenizer
 from ..reporting import collect_environment, write_json_atomic
-from ..runtime import configure_threads, device_name, keep_freed_memory, resolve_precision
+from ..runtime import configure_allocator, configure_threads, device_name, resolve_precision
 from .eval_speed import measure_eval_steps
 from .memory import measure_memory_pair
 from .peak import best_peaks, matrix_instruction_sets, measure_peaks
@@ -159,7 +159,7 @@ def run_bench(settings: BenchSettings, log=print) -> dict:
     """The whole benchmark as one JSON-ready report."""
     check_settings(settings)
     threads = configure_threads(settings.threads or None)
-    kept = settings.keep_freed_memory and device_name() == "cpu" and keep_freed_memory()
+    kept = configure_allocator(settings.keep_freed_memory)
     fast_precision = resolve_precision(settings.precision)
     log(f"Matmul peak ({device_name()}, {threads} threads): fp32 and {fast_precision}")
     peaks = measure_peaks(["fp32", fast_precision])
