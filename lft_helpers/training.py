@@ -239,7 +239,7 @@ def fast_training_callbacks(config: Config) -> list:
     return [make_fast_training_callback(resolve_precision(config.precision))]
 
 
-def describe_training_path(config: Config, callbacks, *, freed_memory_kept: bool = False) -> dict:
+def describe_training_path(config: Config, callbacks, *, freed_memory_kept: bool) -> dict:
     """What results.json records about how a model was trained: what the fast training
     callbacks did (their `applied`), or the plain path."""
     applied = {"frozen_weights": "fp32", "model_dropout": "kept", "attention": "as the model's"}
