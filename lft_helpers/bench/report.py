@@ -16,7 +16,7 @@ from ..reporting import collect_environment, write_json_atomic
 from ..runtime import configure_allocator, configure_threads, device_name, resolve_precision
 from .eval_speed import measure_eval_steps
 from .memory import measure_memory_pair
-from .peak import best_peaks, matrix_instruction_sets, measure_peaks
+from .peak import combine_peaks, matrix_instruction_sets, measure_peaks
 from .settings import BenchSettings, bench_config, check_settings, settings_from_args
 from .subjects import RANDOM_DISTILBERT, select_reviews, spec_label
 from .train_speed import measure_training_ladder
@@ -145,14 +145,22 @@ def timed_entries(report: dict):
 
 def add_peak_fractions(report: dict, peaks: dict, *, fast_precision: str) -> None:
     """Each measurement's GFLOP/s as a fraction of the matmul peak at its own precision, and
-    (training) at the fast path's precision: the yardstick of what the machine could do."""
+    (training) at the fast path's precision: the yardstick of what the machine could do. The
+    fraction of the best single reading (`burst`) is kept beside it, for the record; each
+    profiled part of a training step is set against the peak of the precision it ran in."""
     for entry in timed_entries(report):
-        peak = peaks[entry["precision"]]["gflops"]
-        entry["fraction_of_peak"] = round(entry["gflops_useful"] / peak, 4)
-        entry["executed_fraction_of_peak"] = round(entry["gflops_executed"] / peak, 4)
+        peak = peaks[entry["precision"]]
+        entry["fraction_of_peak"] = round(entry["gflops_useful"] / peak["gflops"], 4)
+        entry["executed_fraction_of_peak"] = round(entry["gflops_executed"] / peak["gflops"], 4)
+        entry["fraction_of_burst"] = round(entry["gflops_useful"] / peak["best_burst"], 4)
         if "variant" in entry:
             best = peaks[fast_precision]["gflops"]
             entry["fraction_of_fast_peak"] = round(entry["gflops_useful"] / best, 4)
+    for key in ("train_profile", "train_profile_before"):
+        for part in report.get(key, {}).get("parts", []):
+            if part["gflops"]:
+                own = peaks[part["precision"]]["gflops"]
+                part["fraction_of_own_peak"] = round(part["gflops"] / own, 4)
 
 
 def run_bench(settings: BenchSettings, log=print) -> dict:
@@ -162,12 +170,15 @@ def run_bench(settings: BenchSettings, log=print) -> dict:
     kept = configure_allocator(settings.keep_freed_memory)
     fast_precision = resolve_precision(settings.precision)
     log(f"Matmul peak ({device_name()}, {threads} threads): fp32 and {fast_precision}")
-    peaks = measure_peaks(["fp32", fast_precision])
+    # Read before and after each model: on a shared machine the rate moves during a run, and
+    # the median of readings across it is the yardstick the timed work ran against.
+    readings = [measure_peaks(["fp32", fast_precision])]
     load_before = os.getloadavg()
-    models = {spec_label(s): bench_model(s, settings, log) for s in settings.models}
-    # Measured again at the end: on a busy machine the better reading is nearer the true peak,
-    # and a fraction of an understated peak would flatter the model.
-    peaks = best_peaks(peaks, measure_peaks(peaks))
+    models = {}
+    for spec in settings.models:
+        models[spec_label(spec)] = bench_model(spec, settings, log)
+        readings.append(measure_peaks(readings[0]))
+    peaks = combine_peaks(readings)
     for report in models.values():
         add_peak_fractions(report, peaks, fast_precision=fast_precision)
         report["checks"] = missed_targets(report, matrix_instruction_sets())
@@ -285,6 +296,17 @@ def format_profile(profile: dict) -> list[str]:
     ]
     for op in profile["operators"]:
         lines.append(f"    {op['op'][:56]:56}{op['self_cpu_ms']:>12.1f}{100 * op['share']:>7.1f}%")
+    if profile.get("parts"):
+        lines.append(
+            f"    {'products, by part':36}{'GFLOP':>8}{'ms':>9}{'GFLOP/s':>9}"
+            f"{'ran in':>8}{'% of its peak':>15}"
+        )
+    for part in profile.get("parts", []):
+        lines.append(
+            f"    {part['part']:36}{part['gflop']:>8.1f}{part['self_cpu_ms']:>9.1f}"
+            f"{_fmt(part['gflops'], '{:.0f}'):>9}{part['precision']:>8}"
+            f"{_fmt(_percent(part, 'fraction_of_own_peak'), '{:.1f}'):>15}"
+        )
     return lines
 
 
@@ -342,9 +364,18 @@ def format_model(name: str, m: dict, fast_precision: str = "bf16") -> list[str]:
     return lines
 
 
+def describe_peak(peak: dict) -> str:
+    """One precision's yardstick and the readings it came from."""
+    text = f"{peak['precision']} {peak['gflops']:,.0f} GFLOP/s"
+    if "best_burst" in peak:
+        readings = ", ".join(f"{r:,.0f}" for r in peak["readings"])
+        text += f" (median of {readings}; best single product {peak['best_burst']:,.0f})"
+    return text
+
+
 def format_report(report: dict) -> str:
     """The benchmark as a plain-text table."""
-    peaks = ", ".join(f"{p} {v['gflops']:.0f} GFLOP/s" for p, v in report["matmul_peak"].items())
+    peaks = "; ".join(describe_peak(v) for v in report["matmul_peak"].values())
     env = report["environment"]
     isa = ", ".join(report.get("matrix_instruction_sets", [])) or "unknown"
     lines = [

@@ -181,6 +181,46 @@ def summarize_profile(profiler, *, top: int = PROFILE_TOP) -> dict:
     }
 
 
+def self_cpu_ms(profiler) -> dict:
+    """Each operator's self CPU time in ms."""
+    return {e.key: e.self_cpu_time_total / 1e3 for e in profiler.key_averages()}
+
+
+# The operators that run each part's products, by the profiler's names: the linear layers'
+# matmuls, and attention's (SDPA's fused kernels, or the math path's batched products).
+LINEAR_OPS = ("aten::mm", "aten::addmm")
+ATTENTION_MARKERS = ("scaled_dot_product", "aten::bmm")
+
+
+def time_by_part(
+    self_ms: dict, cost: StepCost, *, reviews: int, tokens: int, precision: str, attention: str
+) -> list[dict]:
+    """The profiled step's products split into linear layers and attention: each one's FLOPs
+    at the padded length `tokens` (every review of the batch computes it), self time and
+    GFLOP/s, and the precision it ran in, whose matmul peak is its own limit."""
+    linear_ms = sum(ms for op, ms in self_ms.items() if op in LINEAR_OPS)
+    attention_ms = sum(ms for op, ms in self_ms.items() if any(m in op for m in ATTENTION_MARKERS))
+    parts = [
+        (
+            "linear layers (mm, addmm)",
+            cost.per_token * reviews * tokens + cost.per_review * reviews,
+            linear_ms,
+            precision,
+        ),
+        ("attention products", cost.attention * reviews * tokens**2, attention_ms, attention),
+    ]
+    return [
+        {
+            "part": name,
+            "gflop": round(flop / 1e9, 2),
+            "self_cpu_ms": round(ms, 1),
+            "gflops": round(flop / ms / 1e6, 1) if ms else None,
+            "precision": ran_in,
+        }
+        for name, flop, ms, ran_in in parts
+    ]
+
+
 def held_out_loss(model, dataset, tokenizer, *, batch_size: int = 16) -> float:
     """Mean cross-entropy of `model` on `dataset`, evaluated as `run` evaluates, but in fp32."""
     logits = predict_logits(model, dataset, tokenizer, batch_size, "fp32")
@@ -339,11 +379,21 @@ def measure_training(
     result = add_flop_rates(result, useful=useful, executed=executed)
     summary = None
     if profile:
+        padded = pad_to or max(lengths[i] for i in extra[0])
+        applied = fast[0].applied if fast else {}
         summary = {
             "step": f"{variant} {step.name}, batch of {len(extra[0])} reviews, "
-            f"padded to {max(lengths[i] for i in extra[0])} tokens",
+            f"padded to {padded} tokens",
             "seconds": round(clock.ends[-1] - clock.begins[-1], 3),
             **summarize_profile(clock.profiler),
+            "parts": time_by_part(
+                self_cpu_ms(clock.profiler),
+                cost,
+                reviews=len(extra[0]),
+                tokens=padded,
+                precision=precision,
+                attention="fp32" if applied.get("attention") == "fp32" else precision,
+            ),
         }
     return result, summary
 
