@@ -350,7 +350,8 @@ def training_speed(
 
 
 def make_trainer_class():
-    """A `Trainer` whose length-grouped batch order depends on (seed, epoch) alone.
+    """A `Trainer` whose length-grouped batch order depends on (seed, epoch) alone, and whose
+    validation runs in order of length.
 
     The stock sampler draws each epoch's order from the global RNG, which a run resumed mid-epoch
     restores only after that draw: from the second epoch on, a resumed run saw other batches than
@@ -385,6 +386,15 @@ def make_trainer_class():
                 return sampler
             seed = self.args.seed if self.args.data_seed is None else self.args.data_seed
             return EpochSeededSampler(sampler.batch_size, sampler.lengths, seed)
+
+        def _get_eval_sampler(self, eval_dataset):
+            # Validation shortest first: with the stock order (random batches, since a set of
+            # a few hundred reviews makes one group per batch) nearly every batch pads to the
+            # longest review; the loss and metrics are means over reviews, whatever the order.
+            sampler = super()._get_eval_sampler(eval_dataset)
+            if type(sampler) is not LengthGroupedSampler:
+                return sampler
+            return sorted(range(len(sampler.lengths)), key=sampler.lengths.__getitem__)
 
     return SeededTrainer
 

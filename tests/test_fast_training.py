@@ -235,3 +235,28 @@ def test_fp32_attention_trains_within_the_loss_tolerance(tiny_config, tmp_path):
     # bf16 autocast alone moves the tiny model's loss past the tolerance (seen: 0.08 nats), so
     # the check here is the step's own: no further than LOSS_TOLERANCE beyond where it was.
     assert abs(losses[True] - fp32) <= abs(losses[False] - fp32) + LOSS_TOLERANCE
+
+
+def test_validation_runs_shortest_first_with_the_same_loss(tiny_config, tmp_path):
+    config = tiny_config.replace(precision="fp32", val_size=24, eval_batch_size=4)
+    prepared = prepare_data(config)
+    transformers.set_seed(0)
+    model = wrap_with_lora(load_model(config), config)
+    trainer = training.build_trainer(
+        model, prepared.train, prepared.tokenizer, config, tmp_path, eval_dataset=prepared.val
+    )
+    batches = [b["input_ids"].shape for b in trainer.get_eval_dataloader()]
+    lengths = sorted(len(ids) for ids in prepared.val["input_ids"])
+    # Every review once, each batch padded to its own longest: the fewest tokens possible.
+    assert sum(rows for rows, _ in batches) == len(lengths)
+    assert [width for _, width in batches] == [max(lengths[i : i + 4]) for i in range(0, 24, 4)]
+    stock = training.build_trainer(
+        model, prepared.train, prepared.tokenizer, config, tmp_path, eval_dataset=prepared.val
+    )
+    stock._get_eval_sampler = lambda dataset: transformers.Trainer._get_eval_sampler(stock, dataset)
+    stock_widths = [b["input_ids"].shape[1] for b in stock.get_eval_dataloader()]
+    assert sum(stock_widths) > sum(width for _, width in batches)
+    # The validation loss is a mean over reviews: the order leaves it as it was.
+    assert trainer.evaluate()["eval_loss"] == pytest.approx(
+        stock.evaluate()["eval_loss"], abs=1e-5
+    )
