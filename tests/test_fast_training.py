@@ -257,6 +257,4 @@ def test_validation_runs_shortest_first_with_the_same_loss(tiny_config, tmp_path
     stock_widths = [b["input_ids"].shape[1] for b in stock.get_eval_dataloader()]
     assert sum(stock_widths) > sum(width for _, width in batches)
     # The validation loss is a mean over reviews: the order leaves it as it was.
-    assert trainer.evaluate()["eval_loss"] == pytest.approx(
-        stock.evaluate()["eval_loss"], abs=1e-5
-    )
+    assert trainer.evaluate()["eval_loss"] == pytest.approx(stock.evaluate()["eval_loss"], abs=1e-5)
