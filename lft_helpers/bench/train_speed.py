@@ -162,9 +162,9 @@ def make_step_clock(*, profile_step: int | None = None):
     return StepClock()
 
 
-def summarize_profile(profiler, *, top: int = PROFILE_TOP) -> dict:
-    """The operators with the most self CPU time, with their share of all operators' time."""
-    events = profiler.key_averages()
+def summarize_profile(events, *, top: int = PROFILE_TOP) -> dict:
+    """The operators with the most self CPU time, with their share of all operators' time
+    (`events`: a profiler's `key_averages()`)."""
     total = sum(e.self_cpu_time_total for e in events) or 1
     ranked = sorted(events, key=lambda e: e.self_cpu_time_total, reverse=True)[:top]
     return {
@@ -181,9 +181,9 @@ def summarize_profile(profiler, *, top: int = PROFILE_TOP) -> dict:
     }
 
 
-def self_cpu_ms(profiler) -> dict:
-    """Each operator's self CPU time in ms."""
-    return {e.key: e.self_cpu_time_total / 1e3 for e in profiler.key_averages()}
+def self_cpu_ms(events) -> dict:
+    """Each operator's self CPU time in ms (`events`: a profiler's `key_averages()`)."""
+    return {e.key: e.self_cpu_time_total / 1e3 for e in events}
 
 
 # The operators that run each part's products, by the profiler's names: the linear layers'
@@ -381,13 +381,14 @@ def measure_training(
     if profile:
         padded = pad_to or max(lengths[i] for i in extra[0])
         applied = fast[0].applied if fast else {}
+        events = clock.profiler.key_averages()
         summary = {
             "step": f"{variant} {step.name}, batch of {len(extra[0])} reviews, "
             f"padded to {padded} tokens",
             "seconds": round(clock.ends[-1] - clock.begins[-1], 3),
-            **summarize_profile(clock.profiler),
+            **summarize_profile(events),
             "parts": time_by_part(
-                self_cpu_ms(clock.profiler),
+                self_cpu_ms(events),
                 cost,
                 reviews=len(extra[0]),
                 tokens=padded,
