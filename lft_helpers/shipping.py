@@ -198,8 +198,8 @@ def time_inference(model, dataset, tokenizer, batch_size=64, precision="auto") -
 def compare_inference_speed(unmerged, merged, dataset, tokenizer, batch_size=64, precision="auto"):
     """Inference speed on the same reviews of the unmerged PEFT model, the merged one, and a
     copy of the merged one prepared for pure inference (`inference.prepare_inference_model`:
-    cast weights, row-wise attention and its batch size on a CPU), with how many predictions
-    each faster path shares with the unmerged model."""
+    cast weights, and on a CPU its batch size and, without AMX, row-wise attention), with how
+    many predictions each faster path shares with the unmerged model."""
     import copy
 
     sample = dataset.select(range(min(inference_batch_size(device_name()), len(dataset))))

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 
+from lft_helpers import inference
 from lft_helpers.bench import eval_speed, flops, peak, settings, subjects, train_speed
 from lft_helpers.bench import report as report_module
 from lft_helpers.modeling import wrap_with_lora
@@ -259,10 +260,11 @@ def test_bench_profiles_one_fast_training_step(bench_run):
 
 
 @CPU_ONLY
-def test_bench_fast_path_on_a_cpu_is_rowwise_attention(bench_run):
+def test_bench_fast_path_on_a_cpu_runs_batches_of_16_with_the_cpus_attention(bench_run):
     _, report = bench_run
     (model,) = report["models"].values()
-    assert model["eval"]["inference"]["attention"] == "lft_rowwise"
+    expected = inference.ROWWISE if inference.rowwise_attention_pays("cpu") else "sdpa"
+    assert model["eval"]["inference"]["attention"] == expected
     assert model["eval"]["fast"]["batch_size"] == 16
 
 
@@ -291,6 +293,7 @@ def test_failed_compile_still_measures_the_eager_fast_path(tiny_config, monkeypa
         raise RuntimeError("no C++ compiler found")
 
     monkeypatch.setattr(torch, "compile", no_compiler)
+    monkeypatch.setattr(inference, "cpu_flags", lambda: frozenset({"avx512_bf16"}))  # no AMX
     ev = eval_speed.measure_eval_steps(
         tiny_config.model, tiny_config, prepared.eval, prepared.tokenizer, chosen, log=print
     )

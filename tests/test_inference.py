@@ -122,19 +122,25 @@ def test_prepared_model_predicts_what_the_plain_model_does(tiny_config):
 
 
 @CPU_ONLY
-def test_prepared_model_uses_rowwise_attention_at_batch_16_on_a_cpu(tiny_config):
+@pytest.mark.parametrize(
+    ("flags", "attention"),
+    [
+        ({"avx2", "avx512_bf16"}, inference.ROWWISE),  # AVX-512 BF16 without AMX: row-wise gains
+        ({"avx2"}, inference.ROWWISE),
+        ({"avx2", "avx512_bf16", "amx_tile", "amx_bf16"}, "sdpa"),  # AMX: SDPA's kernel is faster
+    ],
+)
+def test_prepared_model_attention_follows_the_cpu_at_batch_16(
+    tiny_config, monkeypatch, flags, attention
+):
+    monkeypatch.setattr(inference, "cpu_flags", lambda: frozenset(flags))
     prepared = prepare_data(tiny_config)
     model = tiny_classifier("bert")
     _, info = inference.prepare_inference_model(
         model, prepared.eval.select(range(4)), prepared.tokenizer, "fp32"
     )
-    assert info == {
-        "weights": "fp32",
-        "attention": inference.ROWWISE,
-        "batch_size": 16,
-        "compiled": False,
-    }
-    assert model.config._attn_implementation == inference.ROWWISE
+    assert info == {"weights": "fp32", "attention": attention, "batch_size": 16, "compiled": False}
+    assert model.config._attn_implementation == attention
 
 
 def test_bf16_weights_skip_autocast_and_keep_predictions(tiny_config):

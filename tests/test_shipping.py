@@ -150,16 +150,19 @@ def test_speed_is_measured_for_every_path(shipped):
     assert speed["merged"]["same_predictions"] == speed["prepared"]["same_predictions"] == 1.0
 
 
-# Row-wise attention at 16 reviews per batch is the prepared path on a CPU only.
-@pytest.mark.skipif(torch.cuda.is_available(), reason="row-wise attention is for CPUs only")
-def test_prepared_path_on_a_cpu_is_rowwise_attention_at_batch_16(shipped):
+# 16 reviews per batch is the prepared path on a CPU; its attention is row-wise where that
+# pays (tests/test_inference.py covers which CPUs), and the report names the one used.
+@pytest.mark.skipif(torch.cuda.is_available(), reason="batches of 16 are for CPUs only")
+def test_prepared_path_on_a_cpu_runs_batches_of_16_and_names_its_attention(shipped):
+    from lft_helpers.inference import ROWWISE, rowwise_attention_pays
     from lft_helpers.reporting import describe_inference_speed
 
     speed = shipped[3]["speed"]
-    assert speed["prepared_with"]["attention"] == "lft_rowwise"
+    attention = ROWWISE if rowwise_attention_pays("cpu") else "sdpa"
+    assert speed["prepared_with"]["attention"] == attention
     assert speed["prepared"]["batch_size"] == 16
     line = describe_inference_speed(speed).splitlines()[3]
-    assert "lft_rowwise attention, batch 16" in line
+    assert f"{attention} attention, batch 16" in line
 
 
 def test_bert_pooler_and_classifier_survive_merging(tiny_bert_dir, synthetic_data_dir, tmp_path):

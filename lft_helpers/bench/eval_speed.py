@@ -75,7 +75,8 @@ def measure_eval_steps(spec, config, dataset, tokenizer, settings, adapter=None,
 
     Naive: unmerged adapter, every review padded to `max_length`, fp32, unsorted. Then, each on
     top of the last: sorted batches with dynamic padding; autocast; the adapter merged and the
-    weights cast; row-wise attention at the inference batch size; compiled with frozen weights.
+    weights cast; the inference batch size, with row-wise attention where it pays; compiled
+    with frozen weights.
     Without `settings.breakdown` only the first and the last are measured.
     """
     model = build_lora_model(spec, config, adapter)
