@@ -39,6 +39,42 @@ def batch_order(lengths, batch_size: int, *, sort_by_length: bool) -> list[np.nd
     return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
 
 
+def batch_outputs(
+    forward,
+    dataset,
+    tokenizer,
+    width: int,
+    batch_size: int,
+    precision: str,
+    *,
+    sort_by_length: bool = True,
+    pad_to: int | None = None,
+) -> np.ndarray:
+    """`forward(batch)` ([rows, width]) for every review of a tokenized dataset, as float32 in
+    the dataset's own order, under `precision`'s autocast and without gradients.
+
+    Batches are sorted by length and padded to their longest review unless `sort_by_length` is
+    False or `pad_to` pads every one to that length (the naive configuration).
+    """
+    import torch
+
+    device = device_name()
+    input_ids = dataset["input_ids"]
+    lengths = np.array([len(ids) for ids in input_ids])
+    out = np.zeros((len(lengths), width), dtype=np.float32)
+    padding = "max_length" if pad_to else "longest"
+    with torch.inference_mode(), autocast(precision):
+        for rows in batch_order(lengths, batch_size, sort_by_length=sort_by_length):
+            batch = tokenizer.pad(
+                {"input_ids": [input_ids[i] for i in rows]},
+                padding=padding,
+                max_length=pad_to,
+                return_tensors="pt",
+            )
+            out[rows] = forward({k: v.to(device) for k, v in batch.items()}).float().cpu()
+    return out
+
+
 def predict_logits(
     model,
     dataset,
@@ -57,25 +93,35 @@ def predict_logits(
     import torch
 
     precision = resolve_precision(precision)
-    device = device_name()
-    model.eval().to(device)
+    model.eval().to(device_name())
     if next(model.parameters()).dtype != torch.float32:
         precision = "fp32"  # weights already cast (inference.cast_weights): no autocast
-    input_ids = dataset["input_ids"]
-    lengths = np.array([len(ids) for ids in input_ids])
-    logits = np.zeros((len(lengths), model.config.num_labels), dtype=np.float32)
-    padding = "max_length" if pad_to else "longest"
-    with torch.inference_mode(), autocast(precision):
-        for rows in batch_order(lengths, batch_size, sort_by_length=sort_by_length):
-            batch = tokenizer.pad(
-                {"input_ids": [input_ids[i] for i in rows]},
-                padding=padding,
-                max_length=pad_to,
-                return_tensors="pt",
-            )
-            out = model(**{k: v.to(device) for k, v in batch.items()})
-            logits[rows] = out.logits.float().cpu().numpy()
-    return logits
+    return batch_outputs(
+        lambda batch: model(**batch).logits,
+        dataset,
+        tokenizer,
+        model.config.num_labels,
+        batch_size,
+        precision,
+        sort_by_length=sort_by_length,
+        pad_to=pad_to,
+    )
+
+
+def first_token_states(model, dataset, tokenizer, batch_size: int, precision: str) -> np.ndarray:
+    """The encoder's final state of each review's first token ([CLS]), [reviews, width]: all
+    that the classification heads of `modeling.FIRST_TOKEN_HEADS` read of a review."""
+    precision = resolve_precision(precision)
+    model.eval().to(device_name())
+    encoder = model.base_model
+    return batch_outputs(
+        lambda batch: encoder(**batch).last_hidden_state[:, 0],
+        dataset,
+        tokenizer,
+        model.config.hidden_size,
+        batch_size,
+        precision,
+    )
 
 
 def evaluate_model(model, dataset, tokenizer, batch_size=64, precision="auto", **kwargs) -> dict:

@@ -41,6 +41,21 @@ HEAD_MODULES = {
 }
 
 
+def _bert_head(model, first_token):
+    return model.classifier(model.dropout(model.bert.pooler(first_token[:, None])))
+
+
+def _distilbert_head(model, first_token):
+    hidden = model.pre_classifier(first_token).relu()
+    return model.classifier(model.dropout(hidden))
+
+
+# The classification head alone, as the model's own forward applies it to the encoder's final
+# state of the first token ([CLS]), the only state these heads read: the head-only probe trains
+# on those states computed once (`training.make_cached_head_model`). tests/test_modeling.py
+# holds each to the model's own logits.
+FIRST_TOKEN_HEADS = {"bert": _bert_head, "distilbert": _distilbert_head}
+
 # PEFT types whose adapters sit on the same layers as LoRA's: they take the config's targets
 # (the attention query/value by default), so they compare with LoRA on equal layers.
 LORA_LIKE_TYPES = ("ADALORA", "VERA")

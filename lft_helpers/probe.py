@@ -17,10 +17,10 @@ from pathlib import Path
 import numpy as np
 
 from .config import Config
-from .evaluation import batch_order
+from .evaluation import batch_outputs
 from .hub import is_local
 from .modeling import OFFLINE_ALIAS, resolve_model_source
-from .runtime import PeakMemory, autocast, device_name, resolve_precision
+from .runtime import PeakMemory, device_name, resolve_precision
 
 POOLING_MODES = {  # sentence-transformers' Pooling options -> ours
     "pooling_mode_mean_tokens": "mean",
@@ -121,19 +121,15 @@ def make_probe_model(model, convention: dict):
 def pooled_embeddings(probe, dataset, tokenizer, batch_size: int, precision: str) -> np.ndarray:
     """The probe's pooled embeddings of a tokenized dataset, in the dataset's order (batches
     sorted by length and run as `evaluation.predict_logits` runs them)."""
-    import torch
-
-    precision = resolve_precision(precision)
-    device = device_name()
-    probe.eval().to(device)
-    input_ids = dataset["input_ids"]
-    lengths = np.array([len(ids) for ids in input_ids])
-    out = np.zeros((len(lengths), probe.config.hidden_size), dtype=np.float32)
-    with torch.inference_mode(), autocast(precision):
-        for rows in batch_order(lengths, batch_size, sort_by_length=True):
-            batch = tokenizer.pad({"input_ids": [input_ids[i] for i in rows]}, return_tensors="pt")
-            out[rows] = probe.embed(**{k: v.to(device) for k, v in batch.items()}).float().cpu()
-    return out
+    probe.eval().to(device_name())
+    return batch_outputs(
+        lambda batch: probe.embed(**batch),
+        dataset,
+        tokenizer,
+        probe.config.hidden_size,
+        batch_size,
+        resolve_precision(precision),
+    )
 
 
 def fold_scaler(scaler, regression) -> tuple[np.ndarray, float]:

@@ -9,6 +9,8 @@ from pathlib import Path
 
 from .config import Config
 from .errors import LFTError
+from .evaluation import first_token_states
+from .modeling import FIRST_TOKEN_HEADS, head_modules, model_type
 from .runtime import (
     PeakMemory,
     configure_allocator,
@@ -141,8 +143,65 @@ def use_fp32_attention(model) -> str | None:
     return "sdpa" if inner.config._attn_implementation == FP32_ATTENTION else None
 
 
+# Dropout masks drawn as 16-bit integers: a review's mask element is dropped when its draw is
+# under round(p * 2^16), so the rate is p to within 2^-17, and kept ones are scaled to keep the
+# mean exact.
+MASK_LEVELS = 1 << 16
+
+
+def dropout_mask(shape, p: float):
+    """Which elements a dropout at rate `p` drops (True), drawn by numpy's PCG64 generator.
+
+    On a CPU, PyTorch's `bernoulli_` (its dropout's mask) filled 61 million elements a second,
+    18% of a full fine-tuning step of MiniLM (docs/performance.md); PCG64's 16-bit integers are
+    about five times faster. Each mask's seed comes from PyTorch's global generator, so a
+    seeded run draws the same masks, and a resumed run too (the Trainer keeps that generator's
+    state in its checkpoints).
+    """
+    import numpy as np
+    import torch
+
+    seed = int(torch.randint(0, 2**62, (1,)))
+    draws = np.random.Generator(np.random.PCG64(seed)).integers(
+        0, MASK_LEVELS, int(np.prod(shape)), dtype=np.uint16
+    )
+    return torch.from_numpy(draws < round(p * MASK_LEVELS)).view(shape)
+
+
+def make_masked_dropout():
+    """Dropout with a mask from `dropout_mask`: the same function as `torch.nn.Dropout` in
+    training (kept elements scaled by 1 / (1 - rate)), and its backward a masked product too."""
+    import torch
+
+    class MaskedDropout(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x, dropped, scale: float):
+            ctx.save_for_backward(dropped)
+            ctx.scale = scale
+            return (x * scale).masked_fill_(dropped, 0.0)
+
+        @staticmethod
+        def backward(ctx, grad):
+            (dropped,) = ctx.saved_tensors
+            return (grad * ctx.scale).masked_fill_(dropped, 0.0), None, None
+
+    def forward(self, x):
+        if not self.training or self.p == 0.0:
+            return x
+        dropped = dropout_mask(x.shape, self.p)
+        rate = round(self.p * MASK_LEVELS) / MASK_LEVELS
+        return MaskedDropout.apply(x, dropped.to(x.device), 1.0 / (1.0 - rate))
+
+    return forward
+
+
 def make_fast_training_callback(
-    precision: str, *, frozen_weights: bool = True, dropout="auto", fp32_attention: bool = True
+    precision: str,
+    *,
+    frozen_weights: bool = True,
+    dropout="auto",
+    fp32_attention: bool = True,
+    fast_masks: bool = True,
 ):
     """Three changes for the length of `Trainer.train()`, undone when it ends; `applied` says
     what they were.
@@ -159,7 +218,11 @@ def make_fast_training_callback(
       the bench measured too little gain (1.01-1.11x) and too large a loss change for it.
     - With `fp32_attention`, on a CPU under bf16 or fp16 autocast, attention computed in fp32
       (`fp32_attention`): faster there than SDPA's low-precision CPU kernel, and exact.
+    - With `fast_masks`, on a CPU, the dropout left on draws its masks with `dropout_mask`
+      (`make_masked_dropout`): the same dropout, with masks from a faster generator.
     """
+    import types
+
     import torch
     from transformers import TrainerCallback
 
@@ -168,6 +231,7 @@ def make_fast_training_callback(
     mixed = precision in ("bf16", "fp16")
     low = torch_dtype(precision) if frozen_weights and mixed else None
     attention_in_fp32 = fp32_attention and mixed and device_name() == "cpu"
+    masked = make_masked_dropout() if fast_masks and device_name() == "cpu" else None
 
     def dropouts(model, scope: str):
         if scope == "kept":
@@ -185,9 +249,13 @@ def make_fast_training_callback(
             and isinstance(getattr(m, "dropout", None), torch.nn.Dropout)
         ]
 
+    def drawn(model) -> str:
+        left = any(isinstance(m, torch.nn.Dropout) and m.p > 0 for m in model.modules())
+        return "torch" if left else "none drawn"
+
     class FastTraining(TrainerCallback):
         def __init__(self):
-            self.weights, self.rates, self.applied = [], [], {}
+            self.weights, self.rates, self.masked, self.applied = [], [], [], {}
             self.attention = None  # (model, implementation to restore)
 
         def on_train_begin(self, args, state, control, model=None, **kwargs):
@@ -211,12 +279,18 @@ def make_fast_training_callback(
             previous = use_fp32_attention(model) if attention_in_fp32 else None
             if previous is not None:
                 self.attention = (model, previous)
+            if masked is not None:
+                for module in model.modules():
+                    if isinstance(module, torch.nn.Dropout) and module.p > 0:
+                        module.forward = types.MethodType(masked, module)
+                        self.masked.append(module)
             self.applied = {
                 "frozen_weights": precision if self.weights else "fp32",
                 "model_dropout": {"off": "off", "attention": "attention only off"}.get(
                     scope, "kept"
                 ),
                 "attention": "fp32" if previous is not None else "as the model's",
+                "dropout_masks": "numpy PCG64" if self.masked else drawn(model),
             }
 
         def on_train_end(self, args, state, control, **kwargs):
@@ -227,7 +301,9 @@ def make_fast_training_callback(
             if self.attention is not None:
                 model, previous = self.attention
                 transformers_model(model).set_attn_implementation(previous)
-            self.weights, self.rates, self.attention = [], [], None
+            for module in self.masked:
+                del module.forward  # the class's own again
+            self.weights, self.rates, self.masked, self.attention = [], [], [], None
 
     return FastTraining()
 
@@ -239,10 +315,18 @@ def fast_training_callbacks(config: Config) -> list:
     return [make_fast_training_callback(resolve_precision(config.precision))]
 
 
-def describe_training_path(config: Config, callbacks, *, freed_memory_kept: bool) -> dict:
+def describe_training_path(
+    config: Config, callbacks, *, freed_memory_kept: bool, encoder_cached: bool = False
+) -> dict:
     """What results.json records about how a model was trained: what the fast training
-    callbacks did (their `applied`), or the plain path."""
-    applied = {"frozen_weights": "fp32", "model_dropout": "kept", "attention": "as the model's"}
+    callbacks did (their `applied`), or the plain path, and whether the frozen encoder ran once
+    per review (`encoder`: "states cached") or at every step."""
+    applied = {
+        "frozen_weights": "fp32",
+        "model_dropout": "kept",
+        "attention": "as the model's",
+        "dropout_masks": "torch",
+    }
     for callback in callbacks:
         applied.update(getattr(callback, "applied", {}))
     micro, parts = micro_batches(config.train_batch_size, micro_batch_limit(config))
@@ -253,7 +337,66 @@ def describe_training_path(config: Config, callbacks, *, freed_memory_kept: bool
         "micro_batch_size": micro,
         "accumulation_steps": parts,
         "freed_memory_kept": freed_memory_kept,
+        "encoder": "states cached" if encoder_cached else "every step",
     }
+
+
+def can_cache_encoder(model, config: Config) -> bool:
+    """Whether only the classification head trains, on an encoder whose output for a review is
+    the same at every step, through a head that `FIRST_TOKEN_HEADS` can run alone.
+
+    The fast path turns the frozen model's dropout off; with --plain-training it stays on and
+    every pass draws other states, so there the encoder runs at every step as before.
+    """
+    if not config.fast_training or model_type(model) not in FIRST_TOKEN_HEADS:
+        return False
+    if hasattr(model, "peft_config"):
+        return False
+    heads = head_modules(model)
+    trained = [name for name, p in model.named_parameters() if p.requires_grad]
+    return bool(trained) and all(any(m in name.split(".") for m in heads) for name in trained)
+
+
+def make_cached_head_model(model):
+    """`model`'s classification head alone, taking each review's first-token state from the
+    frozen encoder (`first_token`) in place of its tokens, with the model's own loss.
+
+    The head-only probe then runs its encoder once per review instead of at every step and
+    validation pass. The head modules are `model`'s own, so training trains them in place.
+    """
+    import torch
+    from transformers.modeling_outputs import SequenceClassifierOutput
+
+    head = FIRST_TOKEN_HEADS[model_type(model)]
+
+    class CachedEncoderHead(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.model = model
+
+        # `length` (the review's token count) is for the length-grouped sampler, which sees
+        # only the columns that forward takes; the states need no padding.
+        def forward(self, first_token, labels=None, length=None):
+            logits = head(self.model, first_token)
+            loss = None if labels is None else torch.nn.functional.cross_entropy(logits, labels)
+            return SequenceClassifierOutput(loss=loss, logits=logits)
+
+    return CachedEncoderHead()
+
+
+def encode_reviews(model, dataset, tokenizer, config: Config):
+    """A tokenized dataset as `make_cached_head_model` takes it: first-token states, labels and
+    each review's token count (so batches group by length as the reviews' would)."""
+    from datasets import Dataset
+
+    states = first_token_states(model, dataset, tokenizer, config.eval_batch_size, config.precision)
+    return Dataset.from_dict(
+        {
+            "first_token": states,
+            "labels": dataset["labels"],
+            "length": [len(ids) for ids in dataset["input_ids"]],
+        }
+    ).with_format("torch")
 
 
 def make_progress_callback(log=print):
@@ -415,6 +558,7 @@ def build_trainer(
     progress: bool = True,
     in_order: bool = False,
     pad_to: int | None = None,
+    collator=None,
     **training_args,
 ):
     """The `Trainer` of `run` (`train_model`), which the bench's timed steps use too.
@@ -425,7 +569,8 @@ def build_trainer(
     and as callbacks one progress line per log step (to `log`), then `callbacks` (callback
     objects: the fast training path's, the bench's clock), then the `spec_callbacks` named in
     `CALLBACKS`. `optimizer` ({"name": ..., options}) replaces AdamW with a builder from
-    `OPTIMIZERS`.
+    `OPTIMIZERS`. `collator` replaces the padding collator (the head-only probe's states need
+    none).
 
     Only the bench sets the rest, with its reasons at its call (`bench.train_speed.run_steps`):
     `progress=False`, `in_order` (batches in the dataset's order, not length-grouped), `pad_to`
@@ -452,7 +597,7 @@ def build_trainer(
         trainer_class = InOrderTrainer
     if pad_to:
         collator = DataCollatorWithPadding(tokenizer, padding="max_length", max_length=pad_to)
-    else:
+    elif collator is None:
         collator = DataCollatorWithPadding(tokenizer)
     trainer = trainer_class(
         model=model,
@@ -501,27 +646,36 @@ def train_model(
     `optimizer` ({"name": ..., options}) replaces the Trainer's AdamW with a builder from
     `OPTIMIZERS`; `callbacks` name extra callbacks from `CALLBACKS` (see `specs.Spec`).
     """
+    from transformers import default_data_collator
+
     kept = configure_allocator(config.keep_freed_memory)
     fast = fast_training_callbacks(config)
-    trainer = build_trainer(
-        model,
-        train_dataset,
-        tokenizer,
-        config,
-        output_dir,
-        learning_rate=learning_rate,
-        eval_dataset=val_dataset,
-        callbacks=fast,
-        spec_callbacks=callbacks,
-        optimizer=optimizer,
-        log=log,
-    )
-    checkpoint = find_resume_checkpoint(output_dir, log) if resume else None
+    cached = can_cache_encoder(model, config)
+    trained = make_cached_head_model(model) if cached else model
     start = time.perf_counter()
     with PeakMemory() as memory:
+        if cached:  # the encoder's one pass counts in the training time and memory
+            train_dataset = encode_reviews(model, train_dataset, tokenizer, config)
+            if val_dataset is not None and config.val_size:
+                val_dataset = encode_reviews(model, val_dataset, tokenizer, config)
+        trainer = build_trainer(
+            trained,
+            train_dataset,
+            tokenizer,
+            config,
+            output_dir,
+            learning_rate=learning_rate,
+            eval_dataset=val_dataset,
+            callbacks=fast,
+            spec_callbacks=callbacks,
+            optimizer=optimizer,
+            log=log,
+            collator=default_data_collator if cached else None,
+        )
+        checkpoint = find_resume_checkpoint(output_dir, log) if resume else None
         output = trainer.train(resume_from_checkpoint=checkpoint)
     runtime = time.perf_counter() - start
-    unwrap_mixed_precision(model)
+    unwrap_mixed_precision(trained)
     history = extract_history(trainer.state.log_history)
     first = checkpoint_step(Path(checkpoint)) if checkpoint else 0
     return {
@@ -538,7 +692,9 @@ def train_model(
         "memory_increase_mb": round(memory.peak_mb - memory.start_mb, 1),
         "memory_device": device_name(),
         "precision": resolve_precision(config.precision),
-        "training_path": describe_training_path(config, fast, freed_memory_kept=kept),
+        "training_path": describe_training_path(
+            config, fast, freed_memory_kept=kept, encoder_cached=cached
+        ),
         **state_bytes(model, trainer.optimizer),
         "history": history,
         **({"resumed_from_step": first} if checkpoint else {}),

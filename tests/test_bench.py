@@ -195,7 +195,7 @@ def test_bench_trains_step_by_step_and_checks_the_loss(bench_run):
     assert names == ["naive", "before", "frozen", "attention", "dropout", "fast"]
     # Full fine-tuning freezes nothing, and keeps its hidden dropout: its default turns off only
     # the attention dropout.
-    full = ["naive", "before", "attention", "fast"]
+    full = ["naive", "before", "attention", "fp32", "fast"]
     assert [step["step"] for step in train["full"]["steps"]] == full
     assert train["steps"][1] == train["before"] and train["steps"][-1] == train["fast"]
     assert train["gain_over_before"] == pytest.approx(

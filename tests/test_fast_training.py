@@ -258,3 +258,82 @@ def test_validation_runs_shortest_first_with_the_same_loss(tiny_config, tmp_path
     assert sum(stock_widths) > sum(width for _, width in batches)
     # The validation loss is a mean over reviews: the order leaves it as it was.
     assert trainer.evaluate()["eval_loss"] == pytest.approx(stock.evaluate()["eval_loss"], abs=1e-5)
+
+
+def test_dropout_masks_drop_at_the_rate_and_follow_the_seed():
+    torch.manual_seed(3)
+    first = training.dropout_mask((1000, 1000), 0.1)
+    second = training.dropout_mask((1000, 1000), 0.1)
+    torch.manual_seed(3)
+    again = training.dropout_mask((1000, 1000), 0.1)
+    assert first.shape == (1000, 1000) and first.dtype == torch.bool
+    # A million draws: the rate's standard error is 0.0003.
+    assert float(first.float().mean()) == pytest.approx(0.1, abs=0.0015)
+    assert torch.equal(first, again) and not torch.equal(first, second)
+    assert not training.dropout_mask((64,), 0.0).any()
+
+
+def test_masked_dropout_is_dropout_forward_and_backward():
+    """Kept elements scaled by 1 / (1 - rate), dropped ones 0, and the gradient masked alike;
+    off in eval mode, as `torch.nn.Dropout` is."""
+    module = torch.nn.Dropout(0.25)
+    module.forward = training.make_masked_dropout().__get__(module)
+    x = torch.randn(8, 50, 16, requires_grad=True)
+    torch.manual_seed(0)
+    out = module(x)
+    torch.manual_seed(0)
+    dropped = training.dropout_mask(x.shape, 0.25)
+    assert 0.15 < float(dropped.float().mean()) < 0.35
+    torch.testing.assert_close(out, torch.where(dropped, 0.0, x / 0.75))
+    weights = torch.randn_like(x)
+    (out * weights).sum().backward()
+    torch.testing.assert_close(x.grad, torch.where(dropped, 0.0, weights / 0.75))
+    module.eval()
+    assert torch.equal(module(x), x)
+
+
+def test_full_fine_tuning_draws_its_masks_fast_and_resumes_exactly(tiny_config, tmp_path):
+    """The hidden dropout full fine-tuning keeps draws its masks with `dropout_mask` while
+    training, its class's own forward comes back after, and a run resumed from a checkpoint
+    draws the same masks as one never stopped: it ends with the same weights."""
+    config = tiny_config.replace(save_steps=4, save_total_limit=10)
+    prepared = prepare_data(config)
+    forwards = []
+
+    class Forwards(TrainerCallback):
+        def on_step_end(self, args, state, control, model=None, **kwargs):
+            dropouts = [m for m in model.modules() if isinstance(m, torch.nn.Dropout)]
+            forwards.append({"forward" in vars(m) for m in dropouts if m.p > 0})
+
+    def full(resume=False):
+        transformers.set_seed(0)
+        model = load_model(config).requires_grad_(True)
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setitem(training.CALLBACKS, "forwards", Forwards)
+            result = train_model(
+                model,
+                prepared.train,
+                prepared.val,
+                prepared.tokenizer,
+                config,
+                tmp_path / "ck",
+                learning_rate=1e-3,
+                callbacks=("forwards",),
+                resume=resume,
+                log=lambda line: None,
+            )
+        return model, result
+
+    whole, result = full()
+    assert forwards and all(seen == {True} for seen in forwards)
+    assert result["training_path"]["dropout_masks"] == "numpy PCG64"
+    assert not any("forward" in vars(m) for m in whole.modules())
+    steps = sorted(int(p.name.split("-")[1]) for p in (tmp_path / "ck").glob("checkpoint-*"))
+    middle = steps[len(steps) // 2]
+    for step in steps:
+        if step != middle:
+            shutil.rmtree(tmp_path / "ck" / f"checkpoint-{step}")
+    resumed, again = full(resume=True)
+    assert again["resumed_from_step"] == middle
+    for (name, a), (_, b) in zip(whole.named_parameters(), resumed.named_parameters(), strict=True):
+        assert torch.equal(a, b), name

@@ -54,6 +54,8 @@ NAIVE = TrainingStep(
 )
 BEFORE = TrainingStep("before", "{p} autocast, dynamic padding, length-grouped")
 AUTO = {"dropout": "auto"}
+# Steps before the one that brought faster dropout masks draw them as PyTorch does.
+TORCH_MASKS = {"fast_masks": False}
 # Micro-batches (config.micro_batch_size) were measured as a step after this one and not kept
 # (docs/performance.md): whole batches stay the default.
 FAST = TrainingStep("fast", "+ attention in fp32 on a CPU: the default", fast=AUTO)
@@ -64,27 +66,29 @@ TRAINING_STEPS = {
         TrainingStep(
             "frozen",
             "+ frozen weights held in {p}",
-            fast={"dropout": "kept", "fp32_attention": False},
+            fast={"dropout": "kept", "fp32_attention": False, **TORCH_MASKS},
         ),
         TrainingStep(
             "attention",
             "+ no attention dropout (SDPA's fused kernel)",
-            fast={"dropout": "attention", "fp32_attention": False},
+            fast={"dropout": "attention", "fp32_attention": False, **TORCH_MASKS},
         ),
         TrainingStep(
             "dropout", "+ no dropout in the frozen model", fast={**AUTO, "fp32_attention": False}
         ),
         FAST,
     ),
+    # Full fine-tuning keeps its hidden dropout, whose masks get a step of their own.
     "full": (
         NAIVE,
         BEFORE,
         TrainingStep(
             "attention",
             "+ no attention dropout (SDPA's fused kernel)",
-            fast={**AUTO, "fp32_attention": False},
+            fast={**AUTO, "fp32_attention": False, **TORCH_MASKS},
         ),
-        FAST,
+        TrainingStep("fp32", "+ attention in fp32 on a CPU", fast={**AUTO, **TORCH_MASKS}),
+        TrainingStep("fast", "+ dropout masks from numpy's PCG64 on a CPU: the default", fast=AUTO),
     ),
 }
 
