@@ -143,20 +143,20 @@ def use_fp32_attention(model) -> str | None:
     return "sdpa" if inner.config._attn_implementation == FP32_ATTENTION else None
 
 
-# Dropout masks drawn as 16-bit integers: a review's mask element is dropped when its draw is
-# under round(p * 2^16), so the rate is p to within 2^-17, and kept ones are scaled to keep the
-# mean exact.
+# Dropout masks drawn as 16-bit integers: an element is dropped when its draw is under
+# round(p * 2^16), so the rate is p to within 2^-17, and the kept ones are scaled by that rate's
+# own 1 / (1 - rate), so the mean stays exact.
 MASK_LEVELS = 1 << 16
 
 
 def dropout_mask(shape, p: float):
     """Which elements a dropout at rate `p` drops (True), drawn by numpy's PCG64 generator.
 
-    On a CPU, PyTorch's `bernoulli_` (its dropout's mask) filled 61 million elements a second,
-    18% of a full fine-tuning step of MiniLM (docs/performance.md); PCG64's 16-bit integers are
-    about five times faster. Each mask's seed comes from PyTorch's global generator, so a
-    seeded run draws the same masks, and a resumed run too (the Trainer keeps that generator's
-    state in its checkpoints).
+    On a CPU, PyTorch's `bernoulli_` (its dropout's mask) filled about 75 million elements a
+    second, 18% of a full fine-tuning step of MiniLM (docs/performance.md); PCG64's 16-bit
+    integers are about five times faster. Each mask's seed comes from PyTorch's global
+    generator, so a seeded run draws the same masks, and a resumed run too (the Trainer keeps
+    that generator's state in its checkpoints).
     """
     import numpy as np
     import torch
@@ -203,8 +203,8 @@ def make_fast_training_callback(
     fp32_attention: bool = True,
     fast_masks: bool = True,
 ):
-    """Three changes for the length of `Trainer.train()`, undone when it ends; `applied` says
-    what they were.
+    """Changes for the length of `Trainer.train()`, undone when it ends; `applied` says what
+    they were.
 
     - Frozen linear weights held in `precision` (bf16 or fp16): autocast casts a weight that
       needs no gradient afresh at every use, forward and backward, because it caches only casts

@@ -88,7 +88,7 @@ TRAINING_STEPS = {
             fast={**AUTO, "fp32_attention": False, **TORCH_MASKS},
         ),
         TrainingStep("fp32", "+ attention in fp32 on a CPU", fast={**AUTO, **TORCH_MASKS}),
-        TrainingStep("fast", "+ dropout masks from numpy's PCG64 on a CPU: the default", fast=AUTO),
+        TrainingStep("fast", "+ PCG64 dropout masks on a CPU: the default", fast=AUTO),
     ),
 }
 
