@@ -350,9 +350,7 @@ def can_cache_encoder(model, config: Config) -> bool:
     """
     if not config.fast_training or model_type(model) not in FIRST_TOKEN_HEADS:
         return False
-    if hasattr(model, "peft_config"):
-        return False
-    heads = head_modules(model)
+    heads = head_modules(model)  # a PEFT method's own weights sit outside them
     trained = [name for name, p in model.named_parameters() if p.requires_grad]
     return bool(trained) and all(any(m in name.split(".") for m in heads) for name in trained)
 

