@@ -52,7 +52,7 @@ def _distilbert_head(model, first_token):
 
 # The classification head alone, as the model's own forward applies it to the encoder's final
 # state of the first token ([CLS]), the only state these heads read: the head-only probe trains
-# on those states computed once (`training.make_cached_head_model`). tests/test_modeling.py
+# on those states computed once (`training.make_cached_head_model`). tests/test_cached_head.py
 # holds each to the model's own logits.
 FIRST_TOKEN_HEADS = {"bert": _bert_head, "distilbert": _distilbert_head}
 
